@@ -1,0 +1,41 @@
+"""Combine several classifiers: averages, learned weights, stacking, cost-aware cascades.
+
+Every combiner is a scikit-learn classifier taking ``members`` as a list of
+``(name, estimator)`` pairs; ``prefit=True`` uses already-trained members as they are.
+
+- :class:`MeanEnsemble`: plain average of probabilities.
+- :class:`WeightedEnsemble`: simplex weights fitted to validation log-loss (SLSQP, or Caruana
+  et al. 2004 ensemble selection).
+- :class:`StackingEnsemble`: a meta-model on out-of-fold probabilities (Wolpert 1992).
+- :class:`Cascade`: cheapest member first, escalate when unsure (arXiv 2012.01988).
+- :class:`TemperatureScaler` / :func:`fit_temperature`: temperature scaling (arXiv 1706.04599).
+"""
+
+from crossfeed.combine._calibration import TemperatureScaler, fit_temperature
+from crossfeed.combine._cascade import Cascade
+from crossfeed.combine._confidence import (
+    CONFIDENCE_RULES,
+    entropy_confidence,
+    margin_confidence,
+    max_prob_confidence,
+)
+from crossfeed.combine._math import caruana_selection, mean_log_loss, optimize_simplex_weights
+from crossfeed.combine._mean import MeanEnsemble
+from crossfeed.combine._stacking import StackingEnsemble
+from crossfeed.combine._weighted import WeightedEnsemble
+
+__all__ = [
+    "CONFIDENCE_RULES",
+    "Cascade",
+    "MeanEnsemble",
+    "StackingEnsemble",
+    "TemperatureScaler",
+    "WeightedEnsemble",
+    "caruana_selection",
+    "entropy_confidence",
+    "fit_temperature",
+    "margin_confidence",
+    "max_prob_confidence",
+    "mean_log_loss",
+    "optimize_simplex_weights",
+]

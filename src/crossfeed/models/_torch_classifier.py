@@ -1,0 +1,239 @@
+"""``TorchClassifier``: a scikit-learn classifier over any ``nn.Module``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from crossfeed._validation import check_features, check_labels
+from crossfeed.exceptions import LabelMismatchError, ValidationError
+from crossfeed.models._architectures import ARCHITECTURES, build_module
+from crossfeed.training import TrainConfig, TrainingHook, resolve_device, train
+
+ModuleSpec = str | Callable[[int, int], nn.Module] | nn.Module
+
+
+class TorchClassifier(ClassifierMixin, BaseEstimator):
+    """A PyTorch module as a scikit-learn classifier.
+
+    Parameters
+    ----------
+    module : str, callable or nn.Module
+        A registered architecture name (``"mlp"``, ``"cnn1d"``, ``"linear"``), a factory
+        ``f(n_features, n_classes) -> nn.Module``, or a module instance (deep-copied at ``fit``, so
+        the caller's instance is never trained). The module maps (batch, n_features) to logits.
+    module_kwargs : dict, optional
+        Keyword arguments of the architecture (e.g. ``{"size": "large"}`` for ``cnn1d``).
+    epochs, batch_size, lr, weight_decay, optimizer : training settings.
+    patience : int, optional
+        Early stopping on validation loss (needs ``X_val`` in ``fit`` or ``validation_fraction``).
+    validation_fraction : float
+        Share of the training data held out for early stopping when no ``X_val`` is passed.
+    device : "cpu", "cuda" or "auto".
+    mixed_precision : bool
+        bfloat16 autocast on CUDA (ignored on CPU).
+    random_state : int, optional
+        Seeds weight initialisation, shuffling and the validation split.
+    callback : callable, optional
+        Called after every epoch with a dict of logs (the CLI renders progress from it).
+
+    Attributes
+    ----------
+    module_ : the trained nn.Module (on CPU after ``fit``), classes_, n_features_in_,
+    history_ : per-epoch logs, best_epoch_ : epoch whose weights were kept.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(64, 5)).astype("float32"); y = (X[:, 0] > 0).astype(int)
+    >>> clf = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape
+    (64, 2)
+    """
+
+    def __init__(
+        self,
+        module: ModuleSpec = "mlp",
+        *,
+        module_kwargs: dict[str, Any] | None = None,
+        epochs: int = 20,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adamw",
+        patience: int | None = None,
+        validation_fraction: float = 0.0,
+        device: str = "cpu",
+        mixed_precision: bool = False,
+        random_state: int | None = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.module = module
+        self.module_kwargs = module_kwargs
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.callback = callback
+
+    # -- building -------------------------------------------------------------------------
+    def _build(self, n_features: int, n_classes: int) -> nn.Module:
+        kwargs = dict(self.module_kwargs or {})
+        if isinstance(self.module, str):
+            return build_module(self.module, n_features, n_classes, **kwargs)
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module)
+        if callable(self.module):
+            built = self.module(n_features, n_classes, **kwargs)
+            if not isinstance(built, nn.Module):
+                raise ValidationError(
+                    f"module factory must return an nn.Module; it returned {type(built).__name__}"
+                )
+            return built
+        raise ValidationError(
+            f"module must be an architecture name ({', '.join(ARCHITECTURES.names())}), a factory "
+            f"f(n_features, n_classes) -> nn.Module, or an nn.Module; got {type(self.module).__name__}"
+        )
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.default_rng().integers(2**31 - 1))
+        if isinstance(self.random_state, np.random.RandomState):
+            return int(self.random_state.randint(2**31 - 1))
+        return int(self.random_state)
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        sample_weight: Any = None,
+        soft_targets: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+        hooks: Sequence[TrainingHook] = (),
+    ) -> TorchClassifier:
+        """Train a fresh module on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) (extra dimensions are flattened).
+        y : array of shape (n_samples,).
+        sample_weight : array of shape (n_samples,), optional.
+        soft_targets : array of shape (n_samples, n_classes), optional
+            Probability targets (columns in the order of ``np.unique(y)``, or of ``classes_`` of
+            the teacher) that replace the hard labels in the loss, e.g. a teacher's outputs.
+        X_val, y_val : validation data for logging and early stopping, optional.
+        hooks : training hooks (distillation, EWC, ...), see :class:`crossfeed.training.TrainingHook`.
+        """
+        X = check_features(X)
+        X = X.reshape(len(X), -1)
+        y = check_labels(y, len(X))
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.n_features_in_ = X.shape[1]
+        n_classes = len(self.classes_)
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+            if weight.shape[0] != len(X) or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+                raise ValidationError(
+                    f"sample_weight must be {len(X)} finite non-negative numbers; got shape {weight.shape}"
+                )
+        soft = None
+        if soft_targets is not None:
+            soft = np.asarray(soft_targets, dtype=np.float32)
+            if soft.shape != (len(X), n_classes):
+                raise LabelMismatchError(
+                    f"soft_targets must have shape (n_samples, n_classes) = {(len(X), n_classes)}; "
+                    f"got {soft.shape}. The teacher and the labels must share one label set"
+                )
+            if not np.all(np.isfinite(soft)) or np.any(soft < 0):
+                raise ValidationError("soft_targets must be finite, non-negative probabilities")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValidationError(f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}")
+        seed = self._seed()
+        Xv = yv = None
+        if X_val is not None:
+            Xv = check_features(X_val, name="X_val", n_features=self.n_features_in_).reshape(-1, self.n_features_in_)
+            yv = self._encode(check_labels(y_val, len(Xv), name="y_val"), name="y_val")
+        elif self.validation_fraction > 0:
+            stratify = y_idx if np.bincount(y_idx).min() >= 2 else None
+            tr, va = train_test_split(np.arange(len(X)), test_size=self.validation_fraction, random_state=seed, stratify=stratify)
+            Xv, yv = X[va], y_idx[va]
+            X, y_idx = X[tr], y_idx[tr]
+            weight = None if weight is None else weight[tr]
+            soft = None if soft is None else soft[tr]
+        torch.manual_seed(seed)
+        module = self._build(self.n_features_in_, n_classes)
+        config = TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            optimizer=self.optimizer, patience=self.patience, device=self.device,
+            mixed_precision=self.mixed_precision, seed=seed,
+        )
+        result = train(
+            module, X, y_idx, config=config, sample_weight=weight, soft_targets=soft,
+            X_val=Xv, y_val=yv, hooks=hooks, callback=self.callback,
+        )
+        self.module_ = module.cpu().eval()
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    def _encode(self, y: np.ndarray, *, name: str = "y") -> np.ndarray:
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[idx], y):
+            unknown = np.setdiff1d(np.unique(y), self.classes_)
+            raise LabelMismatchError(
+                f"{name} holds labels {unknown.tolist()} that are not among the classes seen in fit "
+                f"({self.classes_.tolist()})"
+            )
+        return idx
+
+    # -- predicting -----------------------------------------------------------------------
+    def _prepare(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self, "module_")
+        X = check_features(X, n_features=self.n_features_in_)
+        return torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32)
+
+    def predict_logits(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Raw outputs of the module, array of shape (n_samples, n_classes)."""
+        Xt = self._prepare(X)
+        device = resolve_device(self.device)
+        module = self.module_.to(device).eval()
+        outs = []
+        with torch.no_grad():
+            for start in range(0, len(Xt), batch_size):
+                outs.append(module(Xt[start : start + batch_size].to(device)).float().cpu())
+        self.module_ = module.cpu()
+        return torch.cat(outs).numpy()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, array of shape (n_samples, n_classes)."""
+        logits = torch.as_tensor(self.predict_logits(X))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_logits(X), axis=1)]
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
