@@ -12,12 +12,15 @@ from sklearn.utils.validation import check_is_fitted
 from crossfeed.exceptions import (
     EmptyDataError,
     LabelMismatchError,
+    NonNumericInputError,
     NotFittedError,
     ValidationError,
 )
 
 
-def check_features(X: Any, *, name: str = "X", n_features: int | None = None) -> np.ndarray:
+def check_features(
+    X: Any, *, name: str = "X", n_features: int | None = None, owner: str = "the model"
+) -> np.ndarray:
     """Return ``X`` as a float array of shape (n_samples, ...) with finite values.
 
     Raises ``ValidationError`` for non-numeric, empty, 1-D, NaN/inf input or a feature count
@@ -27,8 +30,18 @@ def check_features(X: Any, *, name: str = "X", n_features: int | None = None) ->
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise ValidationError(f"{name} must be an array-like of numbers; got {type(X).__name__}: {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValidationError(
+    if np.iscomplexobj(arr):
+        raise ValidationError(f"{name} holds complex numbers; expected real numbers (take .real or abs() first)")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise NonNumericInputError(
+                f"{name} must hold numbers; got dtype object with non-numeric values ({exc}). "
+                "Encode them first, e.g. with sklearn.preprocessing.OneHotEncoder"
+            ) from exc
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise NonNumericInputError(
             f"{name} must hold numbers; got dtype {arr.dtype}. Convert it first, e.g. np.asarray({name}, dtype=float)"
         )
     if arr.ndim < 2:
@@ -48,8 +61,8 @@ def check_features(X: Any, *, name: str = "X", n_features: int | None = None) ->
         )
     if n_features is not None and int(np.prod(arr.shape[1:])) != n_features:
         raise ValidationError(
-            f"{name} has {int(np.prod(arr.shape[1:]))} features per sample (shape {arr.shape}), "
-            f"but the model was fitted with {n_features}; pass data with the same columns as in fit"
+            f"{name} has {int(np.prod(arr.shape[1:]))} features, but {owner} is expecting {n_features} "
+            f"features as input (got shape {arr.shape}); pass data with the same columns as in fit"
         )
     return arr
 

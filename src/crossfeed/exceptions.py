@@ -6,6 +6,7 @@ so ``except ValueError`` keeps working::
     CrossfeedError(Exception)
     ├── ValidationError(CrossfeedError, ValueError)     bad arrays, shapes, NaN/inf, bad arguments
     │   ├── LabelMismatchError                           members / teacher and student disagree on labels
+    │   ├── NonNumericInputError(..., TypeError)         X holds strings or other non-numbers
     │   └── EmptyDataError                               a domain or split with no samples
     ├── NotFittedError(CrossfeedError, ValueError)       a model used before ``fit`` (sklearn's too)
     ├── UnknownNameError(CrossfeedError, KeyError)       unknown registry / suite / layer name
@@ -27,6 +28,7 @@ __all__ = [
     "LabelMismatchError",
     "MissingDependencyError",
     "ModelFileError",
+    "NonNumericInputError",
     "NotFittedError",
     "UnknownNameError",
     "ValidationError",
@@ -43,6 +45,10 @@ class ValidationError(CrossfeedError, ValueError):
 
 class LabelMismatchError(ValidationError):
     """Models (or a model and its data) do not share one label set."""
+
+
+class NonNumericInputError(ValidationError, TypeError):
+    """``X`` holds values that are not numbers (also a ``TypeError``, as NumPy and sklearn raise)."""
 
 
 class EmptyDataError(ValidationError):

@@ -31,16 +31,11 @@ from crossfeed._validation import (
     is_fitted,
 )
 from crossfeed.combine._calibration import fit_temperature, log_proba, scale_proba
-from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
+from crossfeed.exceptions import NonNumericInputError, LabelMismatchError, NotFittedError, ValidationError
 
 logger = logging.getLogger(__name__)
 
 Member = tuple[str, Any]
-
-
-class NonNumericInputError(ValidationError, TypeError):
-    """``X`` holds values that are not numbers (a ``ValidationError`` and, as NumPy and
-    scikit-learn raise for this case, a ``TypeError``). Private to combine for now."""
 
 
 def check_fraction(value: Any, name: str) -> float:

@@ -54,7 +54,10 @@ def count_params(estimator: Any) -> int:
         own = getattr(estimator, "final_estimator_", None)
         return sum(count_params(m) for _, m in _pairs(members)) + (count_params(own) if own is not None else 0)
     total = 0
-    for attr in ("coef_", "intercept_", "theta_", "var_", "feature_log_prob_", "class_log_prior_", "mean_", "scale_", "components_"):
+    attrs = ["coef_", "intercept_", "theta_", "feature_log_prob_", "class_log_prior_", "scale_", "components_"]
+    # var_ is a prediction-time parameter of GaussianNB but only a statistic of StandardScaler.
+    attrs += ["var_"] if hasattr(estimator, "theta_") else ["mean_"]
+    for attr in attrs:
         value = getattr(estimator, attr, None)
         if isinstance(value, np.ndarray):
             total += value.size

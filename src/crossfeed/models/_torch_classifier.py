@@ -14,8 +14,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+import scipy.sparse as sp
+from sklearn.utils.validation import validate_data
+
 from crossfeed._validation import check_features, check_labels
-from crossfeed.exceptions import LabelMismatchError, ValidationError
+from crossfeed.exceptions import LabelMismatchError, NonNumericInputError, ValidationError
 from crossfeed.models._architectures import ARCHITECTURES, build_module
 from crossfeed.training import TrainConfig, TrainingHook, resolve_device, train
 
@@ -142,12 +145,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         X_val, y_val : validation data for logging and early stopping, optional.
         hooks : training hooks (distillation, EWC, ...), see :class:`crossfeed.training.TrainingHook`.
         """
-        X = check_features(X)
-        X = X.reshape(len(X), -1)
-        y = check_labels(y, len(X))
+        X, y = self._validate(X, y, reset=True)
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        self.n_features_in_ = X.shape[1]
         n_classes = len(self.classes_)
         weight = None
         if sample_weight is not None:
@@ -156,6 +156,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                 raise ValidationError(
                     f"sample_weight must be {len(X)} finite non-negative numbers; got shape {weight.shape}"
                 )
+            if weight.sum() <= 0:
+                raise ValidationError("sample_weight sums to zero; at least one sample needs a positive weight")
         soft = None
         if soft_targets is not None:
             soft = np.asarray(soft_targets, dtype=np.float32)
@@ -208,10 +210,34 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return idx
 
     # -- predicting -----------------------------------------------------------------------
+    def _validate(self, X: Any, y: Any = None, *, reset: bool) -> Any:
+        """sklearn's validation (sparse, complex, NaN, shapes), raised as crossfeed errors.
+
+        Inputs with more than two dimensions (images) are flattened to (n_samples, n_features).
+        """
+        if y is None and reset:
+            raise ValidationError("requires y to be passed, but the target y is None")
+        X_arr = np.asarray(X) if not sp.issparse(X) else X
+        if not sp.issparse(X_arr) and X_arr.ndim > 2:
+            X = X_arr.reshape(len(X_arr), -1)
+        kwargs: dict[str, Any] = {"dtype": [np.float32, np.float64], "reset": reset}
+        try:
+            if reset:
+                X, y = validate_data(self, X, y, **kwargs)
+            else:
+                X = validate_data(self, X, **kwargs)
+        except TypeError as exc:
+            raise NonNumericInputError(f"{exc} Encode non-numeric features first (e.g. OneHotEncoder)") from exc
+        except ValueError as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(str(exc)) from exc
+        X = np.asarray(X, dtype=np.float32)
+        return (X, y) if reset else X
+
     def _prepare(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "module_")
-        X = check_features(X, n_features=self.n_features_in_)
-        return torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32)
+        return torch.as_tensor(self._validate(X, reset=False), dtype=torch.float32)
 
     def predict_logits(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Raw outputs of the module, array of shape (n_samples, n_classes)."""
@@ -231,7 +257,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return torch.softmax(logits, dim=1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_logits(X), axis=1)]
+        logits = self.predict_logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()

@@ -1,0 +1,104 @@
+"""The ``crossfeed`` command line. The CLI owns the terminal (rich); the library only logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="crossfeed: make large and small models better together.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """crossfeed: make large and small models better together."""
+
+
+class RichProgress:
+    """Renders a job's progress as rich progress bars (one bar per model being trained)."""
+
+    def __init__(self, bars: Progress) -> None:
+        self.bars = bars
+
+    def stage(self, message: str) -> None:
+        self.bars.console.log(message)
+
+    def training(self, name: str, epochs: int) -> Callable[[dict[str, Any]], None]:
+        task = None
+
+        def on_epoch(logs: dict[str, Any]) -> None:
+            nonlocal task
+            if task is None:
+                task = self.bars.add_task(f"training {name}", total=epochs)
+            info = f"loss {logs['train_loss']:.3f}" + (f", val acc {100 * logs['val_accuracy']:.1f}%" if "val_accuracy" in logs else "")
+            self.bars.update(task, completed=logs["epoch"], description=f"training {name} ({info})")
+
+        return on_epoch
+
+
+def _results_tables(result: Any) -> list[Table]:
+    domains = result.meta["domains"]
+    accuracy = Table(title="test accuracy %, pooled and per domain")
+    cost = Table(title="calibration and cost (pooled test set)")
+    for col in ["model", "pooled", *domains]:
+        accuracy.add_column(col, justify="left" if col == "model" else "right")
+    for col in ["model", "NLL", "ECE", "params", "FLOPs/sample", "µs/sample b1", "µs/sample b256"]:
+        cost.add_column(col, justify="left" if col == "model" else "right")
+    for r in result.records:
+        style = "bold" if r["kind"] == "combiner" else None
+        accuracy.add_row(r["name"], f"{100 * r['accuracy']:.2f}", *[f"{100 * r['domains'][d]['accuracy']:.1f}" for d in domains], style=style)
+        cost.add_row(r["name"], f"{r['nll']:.3f}", f"{r['ece']:.3f}", f"{r['params']:,}", f"{r['flops_per_sample']:,.0f}",
+                     f"{1e6 * r['latency_batch1_s']:.0f}", f"{1e6 * r['latency_batch256_s']:.1f}", style=style)
+    return [accuracy, cost]
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("crossfeed-demo"), "--out", help="folder for results.json, report.md, report.html"),
+    seed: int = typer.Option(0, "--seed", help="seed of data, models and combiners"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    n_per_domain: int = typer.Option(4000, "--n-per-domain", help="samples generated per mnist1d domain"),
+    epochs: int = typer.Option(20, "--epochs", help="maximum epochs of the torch models"),
+    no_spawn: bool = typer.Option(False, "--no-spawn", help="skip the spawn section"),
+) -> None:
+    """Train a large CNN and small models on the mnist1d suite, combine them, report accuracy and cost."""
+    from crossfeed.experiments import run_demo
+
+    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+        raise typer.BadParameter(f"expected cpu, cuda, cuda:N or auto; got {device!r}", param_hint="--device")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bars:
+        result = run_demo(out, seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs,
+                          spawn=not no_spawn, progress=RichProgress(bars))
+    for table in _results_tables(result):
+        console.print(table)
+    c = result.cascade
+    console.print(
+        f"cascade {' -> '.join(c['members'])}: {100 * c['accuracy']:.2f}% vs large {100 * c['large_accuracy']:.2f}% "
+        f"({c['gap_points']:+.2f} points) at {c['flops_fraction']:.3f} of its FLOPs, {100 * c['escalation_rate']:.1f}% escalated; "
+        f"cost to match within 0.1 point on the test curve: "
+        + ("not reached" if c["cost_to_match_flops_fraction"] is None else f"{c['cost_to_match_flops_fraction']:.3f} of its FLOPs")
+    )
+    if result.spawn:
+        table = Table(title="spawn: one small expert per domain")
+        for key in result.spawn[0]:
+            table.add_column(str(key))
+        for row in result.spawn:
+            table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+        console.print(table)
+    console.print(f"done in {result.meta['seconds']} s; wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}")
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,237 @@
+"""The main job, ``crossfeed demo``: large and small models on the mnist1d suite, combined.
+
+Data flow (see DESIGN.md): suite of 5 shifted domains -> large CNN on the pooled training data
+-> small models (tiny CNN, MLP, logistic regression) -> combiners fitted on the pooled validation
+data with the members frozen (``prefit=True``) -> every model and combiner evaluated on every
+domain and pooled, with its cost -> optional spawn section -> ``results.json``, ``report.md``,
+``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from crossfeed.combine import Cascade, MeanEnsemble, StackingEnsemble, WeightedEnsemble
+from crossfeed.combine._cascade_search import cascade_outcomes, candidate_thresholds
+from crossfeed.combine._confidence import CONFIDENCE_RULES
+from crossfeed.data import DomainSuite, load_suite
+from crossfeed.data._cache import atomic_write_bytes
+from crossfeed.evaluate import cost_to_match, label_indices, normalized_auc, score_all
+from crossfeed.experiments._progress import Progress, SilentProgress
+from crossfeed.models import TorchClassifier, count_params, flops_per_sample, measure_latency
+
+logger = logging.getLogger(__name__)
+
+LARGE, SMALL = "large_cnn", "tiny_cnn"
+
+
+@dataclass
+class DemoResult:
+    """Everything the demo measured; ``records`` is what ``results.json`` holds."""
+
+    records: list[dict[str, Any]]
+    cascade: dict[str, Any]
+    spawn: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    curve: dict[str, list[float]] = field(default_factory=dict)
+
+    def record(self, name: str) -> dict[str, Any]:
+        return next(r for r in self.records if r["name"] == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "records": self.records, "cascade": self.cascade, "spawn": self.spawn, "curve": self.curve}
+
+
+def _members(seed: int, device: str, progress: Progress, epochs: int) -> dict[str, Any]:
+    def torch_model(name: str, kwargs: dict[str, Any], arch: str = "cnn1d", lr: float = 2e-3) -> TorchClassifier:
+        return TorchClassifier(
+            arch, module_kwargs=kwargs, epochs=epochs, lr=lr, weight_decay=1e-2, patience=4,
+            device=device, random_state=seed, callback=progress.training(name, epochs),
+        )
+
+    return {
+        LARGE: torch_model(LARGE, {"size": "large", "dropout": 0.2}),
+        SMALL: torch_model(SMALL, {"size": "tiny"}, lr=3e-3),
+        "mlp": torch_model("mlp", {"hidden": (256, 128), "dropout": 0.1}, arch="mlp"),
+        "logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
+    }
+
+
+def run_demo(
+    out_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    n_per_domain: int = 4000,
+    epochs: int = 20,
+    spawn: bool = True,
+    progress: Progress | None = None,
+) -> DemoResult:
+    """Run the main job and, when ``out_dir`` is given, write results.json, report.md and report.html.
+
+    Parameters
+    ----------
+    out_dir : folder for the outputs (created), or None to only return the result.
+    seed : seeds the data, the models and the combiners.
+    device : "cpu", "cuda" or "auto" for the torch models.
+    n_per_domain : samples generated per mnist1d domain.
+    epochs : maximum training epochs of the torch models (early stopping on validation loss).
+    spawn : also spawn one small distilled, fine-tuned expert per domain (needs ``crossfeed.spawn``).
+    """
+    progress = progress or SilentProgress()
+    t_start = time.perf_counter()
+    progress.stage("generating the mnist1d suite")
+    suite = load_suite("mnist1d", seed=seed, n_per_domain=n_per_domain)
+    X_train, y_train = suite.pooled("train")
+    X_val, y_val = suite.pooled("val")
+    X_test, y_test = suite.pooled("test")
+
+    members = _members(seed, device, progress, epochs)
+    fit_seconds: dict[str, float] = {}
+    for name, model in members.items():
+        progress.stage(f"training {name}")
+        t0 = time.perf_counter()
+        if isinstance(model, TorchClassifier):
+            model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        else:
+            model.fit(X_train, y_train)
+        fit_seconds[name] = time.perf_counter() - t0
+
+    progress.stage("fitting the combiners on the validation data (members frozen)")
+    pairs = list(members.items())
+    flops = {name: flops_per_sample(m, X_test) for name, m in pairs}
+    large_val_acc = float(np.mean(members[LARGE].predict(X_val) == y_val))
+    combiners: dict[str, Any] = {
+        "mean": MeanEnsemble(pairs, prefit=True),
+        "weighted": WeightedEnsemble(pairs, prefit=True, calibrate=True, random_state=seed),
+        "caruana": WeightedEnsemble(pairs, method="caruana", prefit=True, random_state=seed),
+        "stacking": StackingEnsemble(pairs, prefit=True, random_state=seed),
+        "cascade": Cascade(
+            [(SMALL, members[SMALL]), (LARGE, members[LARGE])], costs=[flops[SMALL], flops[LARGE]],
+            target_accuracy=large_val_acc, prefit=True, random_state=seed,
+        ),
+    }
+    for name, comb in combiners.items():
+        t0 = time.perf_counter()
+        comb.fit(X_val, y_val)
+        fit_seconds[name] = time.perf_counter() - t0
+
+    progress.stage("evaluating every model on every domain")
+    records = [
+        _evaluate(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_seconds[name])
+        for name, model in [*members.items(), *combiners.items()]
+    ]
+    cascade = combiners["cascade"]
+    cascade_info, curve = _cascade_summary(cascade, members, suite, records)
+
+    spawn_rows: list[dict[str, Any]] = []
+    if spawn:
+        progress.stage("spawning one distilled, fine-tuned expert per domain")
+        spawn_rows = _spawn_section(members[LARGE], suite, seed)
+
+    meta = {
+        "suite": suite.name, "domains": suite.names, "seed": seed, "device": device, "n_per_domain": n_per_domain,
+        "epochs": epochs, "seconds": round(time.perf_counter() - t_start, 2),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "torch_threads": torch.get_num_threads()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__, "numpy": np.__version__},
+    }
+    result = DemoResult(records=records, cascade=cascade_info, spawn=spawn_rows, meta=meta, curve=curve)
+    if out_dir is not None:
+        from crossfeed.report import write_demo_report
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "results.json", json.dumps(result.to_dict(), indent=2).encode())
+        write_demo_report(result, out)
+    return result
+
+
+def _evaluate(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_s: float) -> dict[str, Any]:
+    X_test, y_test = suite.pooled("test")
+    classes = suite.classes
+    per_domain = {}
+    for d in suite:
+        per_domain[d.name] = score_all(label_indices(d.y_test, classes), model.predict_proba(d.X_test))
+    pooled = score_all(label_indices(y_test, classes), model.predict_proba(X_test))
+    flops = model.expected_cost(X_test) if isinstance(model, Cascade) else flops_per_sample(model, X_test)
+    return {
+        "name": name,
+        "kind": kind,
+        "accuracy": pooled["accuracy"],
+        "nll": pooled["nll"],
+        "ece": pooled["ece"],
+        "domains": per_domain,
+        "params": count_params(model),
+        "flops_per_sample": float(flops),
+        "latency_batch1_s": measure_latency(model, X_test, batch_size=1, repeats=3),
+        "latency_batch256_s": measure_latency(model, X_test, batch_size=256, repeats=3, max_samples=1024),
+        "fit_seconds": fit_s,
+    }
+
+
+def _cascade_summary(
+    cascade: Cascade, members: dict[str, Any], suite: DomainSuite, records: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """The calibrated cascade against the large model, plus the accuracy-vs-cost curve on the test data."""
+    X_test, y_test = suite.pooled("test")
+    y_idx = label_indices(y_test, suite.classes)
+    X_val, y_val = suite.pooled("val")
+    by_name = {r["name"]: r for r in records}
+    large, small, casc = by_name[LARGE], by_name[SMALL], by_name["cascade"]
+    _, stage = cascade.predict_with_stages(X_test)
+
+    # The curve every threshold of the small stage traces on the test data (thresholds from validation quantiles).
+    stages = [members[SMALL], members[LARGE]]
+    probas_test = [m.predict_proba(X_test) for m in stages]
+    scores = np.stack([CONFIDENCE_RULES[cascade.rule](p) for p in probas_test])
+    correct = np.stack([p.argmax(1) == y_idx for p in probas_test])
+    val_scores = CONFIDENCE_RULES[cascade.rule](members[SMALL].predict_proba(X_val))
+    grid = np.unique(np.concatenate([candidate_thresholds(val_scores, 200), [cascade.thresholds_[0]]]))
+    thresholds = np.column_stack([grid, np.full(len(grid), -np.inf)])
+    acc, cost, esc = cascade_outcomes(scores, correct, np.asarray(cascade.costs_)[cascade.order_], thresholds)
+    match = cost_to_match(cost, acc, reference_accuracy=large["accuracy"], reference_cost=large["flops_per_sample"])
+    auc = normalized_auc(
+        cost, acc, small=(small["flops_per_sample"], small["accuracy"]),
+        large=(small["flops_per_sample"] + large["flops_per_sample"], large["accuracy"]),
+    ) if large["accuracy"] > small["accuracy"] else None
+    info = {
+        "members": [SMALL, LARGE],
+        "rule": cascade.rule,
+        "threshold": float(cascade.thresholds_[0]),
+        "target_accuracy_val": float(cascade.target_accuracy_),
+        "accuracy": casc["accuracy"],
+        "large_accuracy": large["accuracy"],
+        "gap_points": 100 * (casc["accuracy"] - large["accuracy"]),
+        "escalation_rate": float(np.mean(stage > 0)),
+        "flops_fraction": casc["flops_per_sample"] / large["flops_per_sample"],
+        "latency_fraction_batch1": casc["latency_batch1_s"] / large["latency_batch1_s"],
+        "latency_fraction_batch256": casc["latency_batch256_s"] / large["latency_batch256_s"],
+        "cost_to_match_flops_fraction": match.fraction,
+        "cost_to_match_accuracy": match.accuracy,
+        "normalized_auc": auc,
+    }
+    order = np.argsort(cost)
+    curve = {"flops": cost[order].tolist(), "accuracy": acc[order].tolist(), "escalation_rate": esc[order].tolist()}
+    return info, curve
+
+
+def _spawn_section(large: TorchClassifier, suite: DomainSuite, seed: int) -> list[dict[str, Any]]:
+    try:
+        from crossfeed.spawn import spawn_section
+    except ImportError:  # spawn is optional for the combine demo
+        logger.warning("crossfeed.spawn is not available; skipping the spawn section")
+        return []
+    return list(spawn_section(large, suite, seed))

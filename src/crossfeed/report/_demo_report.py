@@ -1,0 +1,138 @@
+"""Markdown and HTML reports of the demo, with an accuracy-versus-cost plot."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crossfeed.data._cache import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from crossfeed.experiments import DemoResult
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def accuracy_cost_png(result: DemoResult) -> bytes:
+    """PNG of every member and combiner (accuracy vs FLOPs per sample) with the cascade's test curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    if result.curve:
+        ax.plot(result.curve["flops"], [100 * a for a in result.curve["accuracy"]], "-", color="tab:gray",
+                lw=1.2, label="cascade, every threshold (test)")
+    for rec in result.records:
+        marker = "o" if rec["kind"] == "member" else "s"
+        ax.scatter(rec["flops_per_sample"], 100 * rec["accuracy"], marker=marker, s=40, zorder=3)
+        ax.annotate(rec["name"], (rec["flops_per_sample"], 100 * rec["accuracy"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per sample (log scale)")
+    ax.set_ylabel("pooled test accuracy (%)")
+    ax.set_title(f"{result.meta.get('suite', '')}: accuracy versus cost")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _tables(result: DemoResult) -> list[tuple[str, list[str], list[list[str]]]]:
+    domains = result.meta.get("domains", [])
+    main_rows = [
+        [r["name"], r["kind"], _pct(r["accuracy"]), f"{r['nll']:.3f}", f"{r['ece']:.3f}", f"{r['params']:,}",
+         f"{r['flops_per_sample']:,.0f}", f"{1e6 * r['latency_batch1_s']:.0f}", f"{1e6 * r['latency_batch256_s']:.1f}"]
+        for r in result.records
+    ]
+    domain_rows = [[r["name"]] + [_pct(r["domains"][d]["accuracy"]) for d in domains] for r in result.records]
+    c = result.cascade
+    cascade_rows = [
+        ["members (cheap first)", " -> ".join(c["members"])],
+        ["deferral rule, threshold", f"{c['rule']}, {c['threshold']:.3f}"],
+        ["cascade accuracy / large accuracy (test)", f"{_pct(c['accuracy'])} / {_pct(c['large_accuracy'])} ({c['gap_points']:+.2f} points)"],
+        ["escalated to the large model", _pct(c["escalation_rate"]) + "%"],
+        ["FLOPs, fraction of the large model", f"{c['flops_fraction']:.3f}"],
+        ["measured latency fraction, batch 1 / batch 256", f"{c['latency_fraction_batch1']:.2f} / {c['latency_fraction_batch256']:.2f}"],
+        ["cost to match (within 0.1 point, test curve), FLOPs fraction",
+         "not reached" if c["cost_to_match_flops_fraction"] is None else f"{c['cost_to_match_flops_fraction']:.3f}"],
+        ["normalised area under the accuracy-cost curve", "n/a" if c["normalized_auc"] is None else f"{c['normalized_auc']:.3f}"],
+    ]
+    tables = [
+        ("Members and combiners (pooled test set)",
+         ["model", "kind", "accuracy %", "NLL", "ECE", "params", "FLOPs/sample", "latency b1 (µs/sample)", "latency b256 (µs/sample)"],
+         main_rows),
+        ("Accuracy per domain (%)", ["model", *domains], domain_rows),
+        ("Cascade: small model first, large model only when unsure", ["", ""], cascade_rows),
+    ]
+    if result.spawn:
+        keys = list(result.spawn[0])
+        tables.append(("Spawn: one small expert per domain",
+                       keys, [[_fmt(row[k]) for k in keys] for row in result.spawn]))
+    return tables
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _gain_line(result: DemoResult) -> str:
+    members = [r for r in result.records if r["kind"] == "member"]
+    combiners = [r for r in result.records if r["kind"] == "combiner"]
+    best_m = max(members, key=lambda r: r["accuracy"])
+    best_c = max(combiners, key=lambda r: r["accuracy"])
+    return (f"Best combiner: **{best_c['name']}** {_pct(best_c['accuracy'])}% vs best member **{best_m['name']}** "
+            f"{_pct(best_m['accuracy'])}%: ensemble gain {100 * (best_c['accuracy'] - best_m['accuracy']):+.2f} points.")
+
+
+def render_markdown(result: DemoResult) -> str:
+    m = result.meta
+    lines = [f"# crossfeed demo — {m.get('suite')}", "",
+             f"seed {m.get('seed')}, device {m.get('device')}, {m.get('seconds')} s, "
+             f"torch {m.get('versions', {}).get('torch')}, {m.get('machine', {}).get('platform')}", "",
+             _gain_line(result), "", "![accuracy versus cost](accuracy_cost.png)", ""]
+    for title, header, rows in _tables(result):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(result: DemoResult, png: bytes) -> str:
+    m = result.meta
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>crossfeed demo</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}</style></head><body>",
+             f"<h1>crossfeed demo — {html.escape(str(m.get('suite')))}</h1>",
+             f"<p>seed {m.get('seed')}, device {html.escape(str(m.get('device')))}, {m.get('seconds')} s</p>",
+             f"<p>{html.escape(_gain_line(result)).replace('**', '')}</p>",
+             f"<img alt='accuracy versus cost' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
+    for title, header, rows in _tables(result):
+        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_demo_report(result: DemoResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``accuracy_cost.png`` into ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    png = accuracy_cost_png(result)
+    paths = {"png": out / "accuracy_cost.png", "md": out / "report.md", "html": out / "report.html"}
+    atomic_write_bytes(paths["png"], png)
+    atomic_write_bytes(paths["md"], render_markdown(result).encode())
+    atomic_write_bytes(paths["html"], render_html(result, png).encode())
+    return paths

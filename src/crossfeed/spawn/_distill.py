@@ -1,0 +1,512 @@
+"""Knowledge distillation: a small student learns from a large teacher's outputs.
+
+Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network", arXiv 1503.02531,
+with optional FitNets hints (Romero et al. 2015, arXiv 1412.6550). Distillation is a
+:class:`~crossfeed.training.TrainingHook` on the one training loop, never a loop of its own:
+:class:`DistillationHook` looks up the teacher's precomputed logits by ``Batch.index``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import train_test_split
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import has_fit_parameter
+from torch import nn
+
+from crossfeed._validation import check_features, check_labels, is_fitted
+from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
+from crossfeed.spawn._hints import FeatureCapture, align, check_hint_pairs, find_layer, hint_term, make_projection
+from crossfeed.spawn._kd import _check_temperature, kd_loss
+from crossfeed.training import Batch, TrainingHook
+
+__all__ = ["DistillationHook", "Distiller", "teacher_logits"]
+
+logger = logging.getLogger(__name__)
+
+
+def teacher_logits(teacher: Any, X: np.ndarray, *, eps: float = 1e-7) -> np.ndarray:
+    """Logits of a fitted classifier: ``predict_logits`` if it has one, else ``log(predict_proba)``.
+
+    Returns an array of shape (n_samples, n_classes). Probabilities are clipped at ``eps`` before
+    the logarithm so that a class given probability 0 stays finite; ``log p`` are logits up to a
+    per-sample constant, which softmax ignores.
+    """
+    if hasattr(teacher, "predict_logits"):
+        return np.asarray(teacher.predict_logits(X), dtype=np.float32)
+    if not hasattr(teacher, "predict_proba"):
+        raise ValidationError(
+            f"the teacher ({type(teacher).__name__}) has neither predict_logits nor predict_proba; "
+            "distillation needs the teacher's class probabilities (for SVC pass probability=True)"
+        )
+    proba = np.asarray(teacher.predict_proba(X), dtype=np.float64)
+    return np.log(np.clip(proba, eps, 1.0)).astype(np.float32)
+
+
+class DistillationHook(TrainingHook):
+    """Training hook for ``(1 - alpha) · CE(hard labels) + alpha · kd_loss + hint_weight · hints``.
+
+    Parameters
+    ----------
+    teacher_logits : array of shape (n_samples, n_classes)
+        The teacher's logits for every row of the training arrays, in their order (looked up by
+        ``Batch.index``); columns in the order of the student's classes.
+    labelled : array of bool of shape (n_samples,), optional
+        False for transfer samples that have no hard label: their cross-entropy term is masked.
+        All True by default.
+    temperature, alpha : see :class:`Distiller`.
+    teacher_module : nn.Module, optional
+        The teacher's network, needed for ``hints`` (a private copy is used, in eval mode).
+    hints : list of (teacher_layer, student_layer), optional
+    hint_weight : float
+    example_x : array of shape (n, n_features), optional
+        A few training samples, used in ``setup`` to read the hint layers' shapes.
+
+    The hard-label term goes through the loop's own cross-entropy: :meth:`targets` returns
+    ``(1 - alpha) · one_hot(y)`` (all zeros for transfer samples); :meth:`extra_loss` adds
+    ``alpha · kd_loss`` and the hint terms. With ``alpha = 0``, no hints and only labelled data the
+    hook returns nothing, so training is exactly plain training.
+
+    Attributes
+    ----------
+    projections : nn.ModuleList, one learned projection per hint (``nn.Identity`` where the
+        widths already match), created in ``setup`` and optimised by the loop.
+    initial_projection_state : dict, a copy of the projections' weights right after ``setup``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from crossfeed.models import TorchClassifier
+    >>> X = np.random.default_rng(0).normal(size=(64, 6)).astype("float32"); y = (X[:, 0] > 0).astype(int)
+    >>> t_logits = np.stack([-X[:, 0], X[:, 0]], axis=1) * 3
+    >>> hook = DistillationHook(t_logits, temperature=2.0, alpha=0.5)
+    >>> TorchClassifier("mlp", module_kwargs={"hidden": (8,)}, epochs=2, random_state=0).fit(X, y, hooks=[hook]).score(X, y) > 0.5
+    True
+    """
+
+    def __init__(
+        self,
+        teacher_logits: Any,
+        *,
+        labelled: Any = None,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        teacher_module: nn.Module | None = None,
+        hints: Sequence[tuple[str, str]] | None = None,
+        hint_weight: float = 1.0,
+        example_x: Any = None,
+    ) -> None:
+        self.temperature = _check_temperature(temperature)
+        self.alpha = _check_alpha(alpha)
+        self.hint_weight = _check_hint_weight(hint_weight)
+        self.hints = check_hint_pairs(hints)
+        self._logits = torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32))
+        n = self._logits.shape[0]
+        mask = np.ones(n, dtype=bool) if labelled is None else np.asarray(labelled, dtype=bool).reshape(-1)
+        if mask.shape[0] != n:
+            raise ValidationError(f"labelled has {mask.shape[0]} entries but teacher_logits has {n} rows")
+        self._labelled = torch.as_tensor(mask)
+        self._all_labelled = bool(mask.all())
+        if self.hints and (teacher_module is None or example_x is None):
+            raise ValidationError("hints need the teacher's module (teacher_module) and a few samples (example_x)")
+        self._teacher = None if teacher_module is None else copy.deepcopy(teacher_module).eval()
+        self._example = None if example_x is None else torch.as_tensor(np.asarray(example_x, dtype=np.float32)[:8])
+        self.projections: nn.ModuleList = nn.ModuleList()
+        self.initial_projection_state: dict[str, torch.Tensor] = {}
+        self._student_capture: FeatureCapture | None = None
+        self._teacher_capture: FeatureCapture | None = None
+
+    # -- hooks ------------------------------------------------------------------------------
+    def setup(self, module: nn.Module, device: torch.device) -> Iterable[nn.Parameter] | None:
+        self._logits = self._logits.to(device)
+        self._labelled = self._labelled.to(device)
+        self._check_output_size(module, device)
+        if not self.hints:
+            return None
+        assert self._teacher is not None and self._example is not None  # checked in __init__
+        for p in self._teacher.parameters():
+            p.requires_grad_(False)
+        self._teacher.to(device).eval()
+        self._student_capture = FeatureCapture(module, [s for _, s in self.hints], owner="student")
+        self._teacher_capture = FeatureCapture(self._teacher, [t for t, _ in self.hints], owner="teacher")
+        s_feats, t_feats = self._probe(module, device)
+        self.projections = nn.ModuleList(make_projection(*align(s, t)) for s, t in zip(s_feats, t_feats, strict=True))
+        self.projections.to(device)
+        self.initial_projection_state = {k: v.detach().clone() for k, v in self.projections.state_dict().items()}
+        return list(self.projections.parameters())
+
+    def targets(self, batch: Batch, module: nn.Module) -> torch.Tensor | None:
+        if self.alpha == 0.0 and self._all_labelled:
+            return None  # plain cross-entropy on hard labels
+        n_classes = self._logits.shape[1]
+        one_hot = torch.nn.functional.one_hot(batch.y, n_classes).to(self._logits.dtype)
+        return one_hot * ((1.0 - self.alpha) * self._labelled[batch.index].to(one_hot.dtype)).unsqueeze(1)
+
+    def extra_loss(self, batch: Batch, logits: torch.Tensor, module: nn.Module) -> torch.Tensor | None:
+        loss = None
+        if self.alpha > 0.0:
+            loss = self.alpha * kd_loss(logits, self._logits[batch.index], self.temperature)
+        if self.hints and self.hint_weight > 0.0:
+            assert self._teacher is not None and self._student_capture and self._teacher_capture
+            with torch.no_grad():
+                self._teacher(batch.x)
+            terms = [
+                hint_term(proj, self._student_capture.outputs[s], self._teacher_capture.outputs[t])
+                for proj, (t, s) in zip(self.projections, self.hints, strict=True)
+            ]
+            hint = self.hint_weight * torch.stack(terms).sum()
+            loss = hint if loss is None else loss + hint
+        return loss
+
+    def teardown(self, module: nn.Module) -> None:
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.remove()
+        self._student_capture = self._teacher_capture = None
+        if self._teacher is not None:
+            self._teacher.cpu()
+        self.projections.cpu()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _check_output_size(self, module: nn.Module, device: torch.device) -> None:
+        if self._example is None:
+            return
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            out = module(self._example[:2].to(device))
+        module.train(was_training)
+        if out.ndim != 2 or out.shape[1] != self._logits.shape[1]:
+            raise LabelMismatchError(
+                f"the student outputs {tuple(out.shape[1:])} values per sample but the teacher has "
+                f"{self._logits.shape[1]} classes; student and teacher must share one label set"
+            )
+
+    def _probe(self, module: nn.Module, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        assert self._teacher is not None and self._example is not None
+        assert self._student_capture is not None and self._teacher_capture is not None
+        x = self._example.to(device)
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            module(x)
+            self._teacher(x)
+        module.train(was_training)
+        s_feats = [self._student_capture.outputs[s] for _, s in self.hints]
+        t_feats = [self._teacher_capture.outputs[t] for t, _ in self.hints]
+        return s_feats, t_feats
+
+
+def _check_alpha(alpha: Any) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValidationError(f"alpha must be a number in [0, 1]; got {alpha!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValidationError(
+            f"alpha must be in [0, 1] (0: hard labels only, 1: teacher only); got {alpha!r}"
+        )
+    return value
+
+
+def _check_hint_weight(weight: Any) -> float:
+    try:
+        value = float(weight)
+    except (TypeError, ValueError):
+        raise ValidationError(f"hint_weight must be a non-negative number; got {weight!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValidationError(f"hint_weight must be a non-negative finite number; got {weight!r}")
+    return value
+
+
+def _takes_hooks(estimator: Any) -> bool:
+    return has_fit_parameter(estimator, "hooks")
+
+
+class Distiller(ClassifierMixin, BaseEstimator):
+    """Train a small student on a fitted teacher's soft outputs (knowledge distillation).
+
+    For a student trained by gradient descent (a :class:`~crossfeed.models.TorchClassifier`)
+    the loss is ``(1 - alpha) · CE(y, student) + alpha · T² · KL(p_teacher^T || p_student^T)``
+    (Hinton et al. 2015, arXiv 1503.02531), plus ``hint_weight`` times the FitNets hint losses
+    (Romero et al. 2015, arXiv 1412.6550). Unlabelled *transfer* data (``X_transfer``), where
+    only the teacher's outputs exist, takes part in the KD term with its hard-label term masked.
+
+    A student without gradients (any scikit-learn classifier) cannot follow soft targets; it is
+    fitted instead on the labelled data (true labels, weight ``1 - alpha``) plus every sample
+    labelled by the teacher's argmax (weight ``alpha`` times the teacher's confidence, its top
+    probability). Rows of weight 0 are dropped. A student whose ``fit`` takes no
+    ``sample_weight`` gets the true labels plus the teacher's labels on the transfer data,
+    unweighted.
+
+    Parameters
+    ----------
+    teacher : fitted classifier with ``predict_proba`` (``predict_logits`` is used when present).
+        Used as it is, never refitted.
+    student : estimator template, cloned at ``fit`` (a TorchClassifier for gradient distillation).
+    temperature : float > 0, default 4.0.
+    alpha : float in [0, 1], default 0.9; the weight of the distillation term.
+    hints : list of (teacher_layer, student_layer), optional
+        Layer names from ``dict(module.named_modules())``; a learned 1x1 convolution or linear
+        projection maps the student's features to the teacher's width when they differ.
+    hint_weight : float >= 0, default 1.0.
+    random_state : int, optional; overrides the student's ``random_state`` when given.
+
+    Attributes
+    ----------
+    student_ : the fitted student. teacher_ : the teacher (the object passed in).
+    classes_ : array of shape (n_classes,). n_features_in_ : int.
+    hint_projections_ : nn.ModuleList of the trained projections, or None without hints.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from crossfeed.models import TorchClassifier
+    >>> rng = np.random.default_rng(0); X = rng.normal(size=(200, 5)).astype("float32"); y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    >>> teacher = LogisticRegression().fit(X, y)
+    >>> student = TorchClassifier("linear", epochs=20, lr=0.05, random_state=0)
+    >>> d = Distiller(teacher, student, temperature=2.0).fit(X[:20], y[:20], X_transfer=X[20:])
+    >>> d.score(X, y) > 0.8
+    True
+    """
+
+    def __init__(
+        self,
+        teacher: Any,
+        student: Any,
+        *,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        hints: Sequence[tuple[str, str]] | None = None,
+        hint_weight: float = 1.0,
+        random_state: int | None = None,
+    ) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.temperature = temperature
+        self.alpha = alpha
+        self.hints = hints
+        self.hint_weight = hint_weight
+        self.random_state = random_state
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        X_transfer: Any = None,
+    ) -> Distiller:
+        """Distil the teacher into a clone of the student.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features), labelled training data.
+        y : array of shape (n_samples,), labels among the teacher's ``classes_``.
+        X_val, y_val : validation data for the student's early stopping, optional.
+        X_transfer : array of shape (n_transfer, n_features), optional
+            Unlabelled data; the student learns the teacher's outputs on it.
+
+        Returns
+        -------
+        self
+        """
+        # 1. validate
+        temperature = _check_temperature(self.temperature)
+        alpha = _check_alpha(self.alpha)
+        _check_hint_weight(self.hint_weight)
+        hints = check_hint_pairs(self.hints)
+        teacher = self._check_teacher()
+        X = check_features(X)
+        X = X.reshape(len(X), -1)
+        y = check_labels(y, len(X))
+        check_classification_targets(y)
+        classes = np.asarray(teacher.classes_)
+        _check_labels_known(y, classes, name="y")
+        Xtr = None
+        if X_transfer is not None:
+            Xtr = check_features(X_transfer, name="X_transfer", n_features=X.shape[1]).reshape(-1, X.shape[1])
+        if X_val is not None:
+            X_val = check_features(X_val, name="X_val", n_features=X.shape[1]).reshape(-1, X.shape[1])
+            _check_labels_known(check_labels(y_val, len(X_val), name="y_val"), classes, name="y_val")
+        if hints and not hasattr(teacher, "module_"):
+            raise ValidationError(
+                f"hints need a PyTorch teacher (a fitted TorchClassifier); got {type(teacher).__name__}"
+            )
+        for t_layer, _ in hints:
+            find_layer(teacher.module_, t_layer, owner="teacher")
+
+        # 2. the teacher's outputs on every training row (labelled, then transfer)
+        X_all = X if Xtr is None else np.concatenate([X, Xtr])
+        logits = teacher_logits(teacher, X_all)
+        if logits.shape != (len(X_all), len(classes)):
+            raise LabelMismatchError(
+                f"the teacher returned outputs of shape {logits.shape} for {len(X_all)} samples but has "
+                f"{len(classes)} classes; its outputs must be one column per class in classes_"
+            )
+        self.teacher_ = teacher
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+
+        # 3. fit the student
+        if _takes_hooks(self.student):
+            self._fit_gradient(X, y, Xtr, logits, X_val, y_val, temperature, alpha, hints)
+        else:
+            if hints:
+                raise ValidationError(
+                    f"hints need a student trained by gradient descent (a TorchClassifier); got "
+                    f"{type(self.student).__name__}"
+                )
+            self._fit_label_transfer(X, y, Xtr, logits, X_val, alpha)
+        student_classes = np.asarray(self.student_.classes_)
+        if student_classes.shape != classes.shape or not np.array_equal(student_classes, classes):
+            raise LabelMismatchError(
+                f"the student learned classes {student_classes.tolist()} but the teacher has "
+                f"{classes.tolist()}; the training data (plus the teacher's labels on transfer data) "
+                "must cover every class of the teacher"
+            )
+        return self
+
+    # -- fit parts ----------------------------------------------------------------------------
+    def _check_teacher(self) -> Any:
+        teacher = self.teacher
+        if not (hasattr(teacher, "predict_proba") or hasattr(teacher, "predict_logits")):
+            raise ValidationError(
+                f"the teacher must be a fitted classifier with predict_proba; got {type(teacher).__name__}"
+            )
+        if not is_fitted(teacher) or not hasattr(teacher, "classes_"):
+            raise NotFittedError(
+                f"the teacher ({type(teacher).__name__}) is not fitted; Distiller uses the teacher as it "
+                "is and never fits it: fit it first"
+            )
+        return teacher
+
+    def _student_clone(self) -> Any:
+        student = clone(self.student)
+        if self.random_state is not None and "random_state" in student.get_params():
+            student.set_params(random_state=self.random_state)
+        return student
+
+    def _fit_gradient(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        Xtr: np.ndarray | None,
+        logits: np.ndarray,
+        X_val: Any,
+        y_val: Any,
+        temperature: float,
+        alpha: float,
+        hints: list[tuple[str, str]],
+    ) -> None:
+        student = self._student_clone()
+        params = student.get_params()
+        n_lab = len(X)
+        labelled = np.ones(len(logits), dtype=bool)
+        y_all = y
+        if Xtr is not None:
+            labelled[n_lab:] = False
+            y_all = np.concatenate([y, self.classes_[logits[n_lab:].argmax(axis=1)]])
+        X_all = X if Xtr is None else np.concatenate([X, Xtr])
+        # The hook finds teacher logits by row position, so no split may happen inside fit.
+        fraction = float(params.get("validation_fraction", 0.0) or 0.0)
+        if X_val is None and fraction > 0:
+            tr, va = _split(np.flatnonzero(labelled), y, fraction, params.get("random_state"))
+            X_val, y_val = X_all[va], y_all[va]
+            keep = np.setdiff1d(np.arange(len(X_all)), va)
+            X_all, y_all, logits, labelled = X_all[keep], y_all[keep], logits[keep], labelled[keep]
+        if "validation_fraction" in params:
+            student.set_params(validation_fraction=0.0)
+        teacher_module = getattr(self.teacher_, "module_", None) if hints else None
+        hook = DistillationHook(
+            logits, labelled=labelled, temperature=temperature, alpha=alpha,
+            teacher_module=teacher_module, hints=hints, hint_weight=self.hint_weight, example_x=X_all[:8],
+        )
+        logger.debug("distilling into %s: %d labelled + %d transfer samples", type(student).__name__,
+                     int(labelled.sum()), int((~labelled).sum()))
+        student.fit(X_all, y_all, X_val=X_val, y_val=y_val, hooks=[hook])
+        self.student_ = student
+        self.hint_projections_ = hook.projections if hints else None
+
+    def _fit_label_transfer(
+        self, X: np.ndarray, y: np.ndarray, Xtr: np.ndarray | None, logits: np.ndarray, X_val: Any, alpha: float
+    ) -> None:
+        student = self._student_clone()
+        proba = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+        t_label = self.classes_[proba.argmax(axis=1)]
+        conf = proba.max(axis=1)
+        n_lab = len(X)
+        X_all = X if Xtr is None else np.concatenate([X, Xtr])
+        if has_fit_parameter(student, "sample_weight"):
+            rows_X = [X, X_all]
+            rows_y = [y, t_label]
+            rows_w = [np.full(n_lab, 1.0 - alpha), alpha * conf]
+            Xf, yf, wf = np.concatenate(rows_X), np.concatenate(rows_y), np.concatenate(rows_w)
+            keep = wf > 0
+            student.fit(Xf[keep], yf[keep], sample_weight=wf[keep])
+        else:
+            logger.warning(
+                "%s.fit takes no sample_weight: distilling by the teacher's hard labels on the transfer "
+                "data only (alpha and the teacher's confidence are not applied)", type(student).__name__
+            )
+            if Xtr is None or alpha == 0:
+                student.fit(X, y)
+            else:
+                student.fit(X_all, np.concatenate([y, t_label[n_lab:]]))
+        if X_val is not None:
+            logger.debug("X_val is not used by a label-transfer student (%s)", type(student).__name__)
+        self.student_ = student
+        self.hint_projections_ = None
+
+    # -- predicting -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "student_"):
+            raise NotFittedError("this Distiller is not fitted yet; call fit(X, y) first")
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels predicted by the student, array of shape (n_samples,)."""
+        self._check_fitted()
+        return self.student_.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The student's class probabilities, array of shape (n_samples, n_classes)."""
+        self._check_fitted()
+        return self.student_.predict_proba(X)
+
+    def _student_has_logits(self) -> bool:
+        return hasattr(self.student_ if hasattr(self, "student_") else self.student, "predict_logits")
+
+    @available_if(_student_has_logits)
+    def predict_logits(self, X: Any) -> np.ndarray:
+        """The student's logits, array of shape (n_samples, n_classes)."""
+        self._check_fitted()
+        return self.student_.predict_logits(X)
+
+
+def _check_labels_known(y: np.ndarray, classes: np.ndarray, *, name: str) -> None:
+    unknown = np.setdiff1d(np.unique(y), classes)
+    if unknown.size:
+        raise LabelMismatchError(
+            f"{name} holds labels {unknown.tolist()} that the teacher does not know; the teacher's classes "
+            f"are {classes.tolist()}. Teacher and student must share one label set"
+        )
+
+
+def _split(rows: np.ndarray, y: np.ndarray, fraction: float, seed: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the labelled ``rows`` for validation, stratified where possible."""
+    labels = y[rows]
+    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None
+    seed = seed if isinstance(seed, int | np.integer) else 0
+    tr, va = train_test_split(rows, test_size=fraction, random_state=int(seed), stratify=stratify)
+    return np.sort(tr), np.sort(va)
