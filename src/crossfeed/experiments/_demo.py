@@ -70,6 +70,55 @@ def _members(seed: int, device: str, progress: Progress, epochs: int) -> dict[st
     }
 
 
+def train_members(
+    suite: DomainSuite, *, seed: int = 0, device: str = "cpu", epochs: int = 20, progress: Progress | None = None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train the demo's members on the pooled training data; returns them and their fit seconds."""
+    progress = progress or SilentProgress()
+    X_train, y_train = suite.pooled("train")
+    X_val, y_val = suite.pooled("val")
+    members = _members(seed, device, progress, epochs)
+    fit_seconds: dict[str, float] = {}
+    for name, model in members.items():
+        progress.stage(f"training {name}")
+        t0 = time.perf_counter()
+        if isinstance(model, TorchClassifier):
+            model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        else:
+            model.fit(X_train, y_train)
+        fit_seconds[name] = time.perf_counter() - t0
+    return members, fit_seconds
+
+
+def fit_combiners(
+    members: dict[str, Any], X_val: np.ndarray, y_val: np.ndarray, X_cost: np.ndarray, *, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit every combiner on validation data with the members frozen; returns them and their fit seconds.
+
+    The cascade runs the tiny CNN first and escalates to the large CNN, with its threshold set to
+    reach the large model's validation accuracy at the lowest expected FLOPs.
+    """
+    pairs = list(members.items())
+    flops = {name: flops_per_sample(m, X_cost) for name, m in pairs}
+    large_val_acc = float(np.mean(members[LARGE].predict(X_val) == y_val))
+    combiners: dict[str, Any] = {
+        "mean": MeanEnsemble(pairs, prefit=True),
+        "weighted": WeightedEnsemble(pairs, prefit=True, calibrate=True, random_state=seed),
+        "caruana": WeightedEnsemble(pairs, method="caruana", prefit=True, random_state=seed),
+        "stacking": StackingEnsemble(pairs, prefit=True, random_state=seed),
+        "cascade": Cascade(
+            [(SMALL, members[SMALL]), (LARGE, members[LARGE])], costs=[flops[SMALL], flops[LARGE]],
+            target_accuracy=large_val_acc, prefit=True, random_state=seed,
+        ),
+    }
+    seconds = {}
+    for name, comb in combiners.items():
+        t0 = time.perf_counter()
+        comb.fit(X_val, y_val)
+        seconds[name] = time.perf_counter() - t0
+    return combiners, seconds
+
+
 def run_demo(
     out_dir: str | Path | None = None,
     *,
@@ -95,47 +144,21 @@ def run_demo(
     t_start = time.perf_counter()
     progress.stage("generating the mnist1d suite")
     suite = load_suite("mnist1d", seed=seed, n_per_domain=n_per_domain)
-    X_train, y_train = suite.pooled("train")
     X_val, y_val = suite.pooled("val")
-    X_test, y_test = suite.pooled("test")
+    X_test, _ = suite.pooled("test")
 
-    members = _members(seed, device, progress, epochs)
-    fit_seconds: dict[str, float] = {}
-    for name, model in members.items():
-        progress.stage(f"training {name}")
-        t0 = time.perf_counter()
-        if isinstance(model, TorchClassifier):
-            model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
-        else:
-            model.fit(X_train, y_train)
-        fit_seconds[name] = time.perf_counter() - t0
-
+    members, fit_seconds = train_members(suite, seed=seed, device=device, epochs=epochs, progress=progress)
     progress.stage("fitting the combiners on the validation data (members frozen)")
-    pairs = list(members.items())
-    flops = {name: flops_per_sample(m, X_test) for name, m in pairs}
-    large_val_acc = float(np.mean(members[LARGE].predict(X_val) == y_val))
-    combiners: dict[str, Any] = {
-        "mean": MeanEnsemble(pairs, prefit=True),
-        "weighted": WeightedEnsemble(pairs, prefit=True, calibrate=True, random_state=seed),
-        "caruana": WeightedEnsemble(pairs, method="caruana", prefit=True, random_state=seed),
-        "stacking": StackingEnsemble(pairs, prefit=True, random_state=seed),
-        "cascade": Cascade(
-            [(SMALL, members[SMALL]), (LARGE, members[LARGE])], costs=[flops[SMALL], flops[LARGE]],
-            target_accuracy=large_val_acc, prefit=True, random_state=seed,
-        ),
-    }
-    for name, comb in combiners.items():
-        t0 = time.perf_counter()
-        comb.fit(X_val, y_val)
-        fit_seconds[name] = time.perf_counter() - t0
+    combiners, comb_seconds = fit_combiners(members, X_val, y_val, X_test, seed=seed)
+    fit_seconds.update(comb_seconds)
 
     progress.stage("evaluating every model on every domain")
     records = [
-        _evaluate(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_seconds[name])
+        evaluate_model(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_seconds[name])
         for name, model in [*members.items(), *combiners.items()]
     ]
     cascade = combiners["cascade"]
-    cascade_info, curve = _cascade_summary(cascade, members, suite, records)
+    cascade_info, curve = cascade_summary(cascade, members, suite, records)
 
     spawn_rows: list[dict[str, Any]] = []
     if spawn:
@@ -159,7 +182,7 @@ def run_demo(
     return result
 
 
-def _evaluate(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_s: float) -> dict[str, Any]:
+def evaluate_model(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_s: float) -> dict[str, Any]:
     X_test, y_test = suite.pooled("test")
     classes = suite.classes
     per_domain = {}
@@ -182,7 +205,7 @@ def _evaluate(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_s: fl
     }
 
 
-def _cascade_summary(
+def cascade_summary(
     cascade: Cascade, members: dict[str, Any], suite: DomainSuite, records: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The calibrated cascade against the large model, plus the accuracy-vs-cost curve on the test data."""

@@ -176,7 +176,7 @@ def train(
         for epoch in range(cfg.epochs):
             module.train()
             order = torch.randperm(n, generator=generator).to(device)
-            running, seen = 0.0, 0
+            running, seen = torch.zeros((), device=device), 0
             for start in range(0, n, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 batch = Batch(
@@ -192,9 +192,9 @@ def train(
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
-                running += loss.item() * len(idx)
+                running += loss.detach() * len(idx)  # no per-batch host sync
                 seen += len(idx)
-            logs: dict[str, Any] = {"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": running / seen}
+            logs: dict[str, Any] = {"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": running.item() / seen}
             if has_val:
                 logs["val_loss"], logs["val_accuracy"] = evaluate_loss(module, Xv, yv)
             result.history.append(logs)
