@@ -29,11 +29,15 @@ def accuracy_cost_png(result: DemoResult) -> bytes:
     if result.curve:
         ax.plot(result.curve["flops"], [100 * a for a in result.curve["accuracy"]], "-", color="tab:gray",
                 lw=1.2, label="cascade, every threshold (test)")
-    for rec in result.records:
+    placed: list[float] = []  # FLOPs of points already labelled; neighbours get stacked labels
+    for rec in sorted(result.records, key=lambda r: (r["flops_per_sample"], -r["accuracy"])):
+        x, y = rec["flops_per_sample"], 100 * rec["accuracy"]
         marker = "o" if rec["kind"] == "member" else "s"
-        ax.scatter(rec["flops_per_sample"], 100 * rec["accuracy"], marker=marker, s=40, zorder=3)
-        ax.annotate(rec["name"], (rec["flops_per_sample"], 100 * rec["accuracy"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ax.scatter(x, y, marker=marker, s=40, zorder=3)
+        crowd = sum(1 for other in placed if abs(other - x) <= 0.25 * x)
+        placed.append(x)
+        ax.annotate(rec["name"], (x, y), textcoords="offset points", xytext=(6, 4 - 11 * crowd), fontsize=8,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "gray"} if crowd else None)
     ax.set_xscale("log")
     ax.set_xlabel("FLOPs per sample (log scale)")
     ax.set_ylabel("pooled test accuracy (%)")

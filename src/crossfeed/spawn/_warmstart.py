@@ -35,15 +35,15 @@ def check_torch_model(model: Any, *, owner: str) -> TorchClassifier:
     return model
 
 
-def fitted_copy(model: TorchClassifier, module: nn.Module, **params: Any) -> TorchClassifier:
-    """A new TorchClassifier with ``model``'s parameters (updated by ``params``) and ``module`` as ``module_``."""
+def fitted_copy(model: TorchClassifier, fitted_module: nn.Module, /, **params: Any) -> TorchClassifier:
+    """A new TorchClassifier with ``model``'s parameters (updated by ``params``) and ``fitted_module`` as ``module_``."""
     out = clone(model)
     if params:
         out.set_params(**params)
     for attr in FITTED_ATTRS:
         if hasattr(model, attr):
             setattr(out, attr, copy.copy(getattr(model, attr)))
-    out.module_ = module.cpu().eval()
+    out.module_ = fitted_module.cpu().eval()
     return out
 
 
