@@ -95,6 +95,26 @@ def demo(
     console.print(f"done in {result.meta['seconds']} s; wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}")
 
 
+@app.command()
+def spawn(
+    suite: str = typer.Option("mnist1d", "--suite", help="suite name"),
+    student: str = typer.Option("small", "--student", help="cnn1d size (tiny, small, medium) or arch[:size], e.g. mlp"),
+    prune: float | None = typer.Option(None, "--prune", help="share of channels to remove from the distilled student, in [0, 1)"),
+    quantize: bool = typer.Option(False, "--quantize", help="add an int8 copy of the distilled student"),
+    export: Path | None = typer.Option(None, "--export", help="folder for ONNX files of the float students"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    n_per_domain: int = typer.Option(4000, "--n-per-domain", help="samples per domain"),
+    epochs: int = typer.Option(20, "--epochs", help="student epochs"),
+    teacher_epochs: int = typer.Option(20, "--teacher-epochs", help="teacher epochs"),
+) -> None:
+    """Distil a small student from the suite's large model (optionally prune, quantize, export) and compare them."""
+    from crossfeed.spawn import spawn_command
+
+    spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed, device=device,
+                  n_per_domain=n_per_domain, console=console, epochs=epochs, teacher_epochs=teacher_epochs)
+
+
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.WARNING)
     app()

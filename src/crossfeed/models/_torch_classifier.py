@@ -242,13 +242,16 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def predict_logits(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Raw outputs of the module, array of shape (n_samples, n_classes)."""
         Xt = self._prepare(X)
-        device = resolve_device(self.device)
-        module = self.module_.to(device).eval()
+        module = self.module_
+        device = next(module.parameters(), torch.empty(0)).device
+        if device.type == "cpu" and self.device not in ("cpu", "auto"):
+            device = resolve_device(self.device)  # fitted on CPU-only data, asked to predict on an accelerator
+            module = module.to(device)
+        module.eval()
         outs = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(Xt), batch_size):
                 outs.append(module(Xt[start : start + batch_size].to(device)).float().cpu())
-        self.module_ = module.cpu()
         return torch.cat(outs).numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -15,7 +15,8 @@
 """
 
 from crossfeed.spawn._cli import spawn_command, spawn_section
-from crossfeed.spawn._distill import DistillationHook, Distiller, teacher_logits
+from crossfeed.spawn._distill import Distiller
+from crossfeed.spawn._distill_hook import DistillationHook, teacher_logits
 from crossfeed.spawn._experts import make_student, spawn_experts
 from crossfeed.spawn._export import ExportReport, export_onnx
 from crossfeed.spawn._finetune import FREEZE_MODES, finetune, frozen_parameters

@@ -8,6 +8,7 @@ and prints one rich table. ``spawn_section`` measures per-domain experts for the
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def spawn_command(
     suite : suite name (``crossfeed.data.SUITES``).
     student : a ``cnn1d`` size ("tiny", "small", "medium") or "arch[:size]" (e.g. "mlp").
     prune : share of channels to remove from the distilled student (then recovered by distilling
-        for ``epochs // 3`` epochs), or None.
+        for ``epochs // 2`` epochs), or None.
     quantize : add an int8 copy of the distilled student (static for convolutions).
     export : folder for ONNX files of the float students (created if missing), or None.
     seed, device, n_per_domain : data and training settings.
@@ -148,7 +149,7 @@ def spawn_command(
         console.log(f"pruning {prune:.0%} of the distilled student's channels, then distilling to recover")
         pruned = prune_structured(
             distilled, prune, example_X=X, teacher=teacher,
-            fine_tune={"X": X, "y": y, "X_transfer": X_field, "epochs": max(1, epochs // 3),
+            fine_tune={"X": X, "y": y, "X_transfer": X_field, "epochs": max(1, epochs // 2),
                        "temperature": temperature, "alpha": alpha},
         )
         models.append((f"{student} distilled + pruned {prune:.0%}", pruned, None))
@@ -182,7 +183,7 @@ def quantize_model(model: TorchClassifier, calibration_X: np.ndarray) -> TorchCl
 
 
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").replace("__", "_")
+    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
 
 
 def spawn_section(

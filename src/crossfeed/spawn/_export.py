@@ -166,6 +166,10 @@ def export_onnx(
 
 def _export_program(wrapper: nn.Module, trace_x: torch.Tensor, opset: int | None) -> Any:
     batch = torch.export.Dim("batch", min=1)
+    # torch's exporter logs one warning per torchvision operator when torchvision is absent
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.*")
@@ -187,3 +191,5 @@ def _export_program(wrapper: nn.Module, trace_x: torch.Tensor, opset: int | None
             f"({type(exc).__name__}: {first[0] if first else ''}); make its forward traceable by torch.export "
             "(no data-dependent Python control flow, no NumPy calls)"
         ) from exc
+    finally:
+        registration.setLevel(level)

@@ -29,7 +29,7 @@ from torch.nn.utils import prune as torch_prune
 from crossfeed._validation import check_features
 from crossfeed.exceptions import ValidationError, missing_dependency
 from crossfeed.models import TorchClassifier, build_module
-from crossfeed.spawn._distill import DistillationHook, teacher_logits
+from crossfeed.spawn._distill_hook import DistillationHook, teacher_logits
 from crossfeed.spawn._warmstart import check_torch_model, fitted_copy, warm_fit
 
 __all__ = ["prune_structured", "prune_unstructured", "sparsity"]
@@ -104,6 +104,8 @@ def _recover(
     params.setdefault("epochs", 5)
     if fine_tune.get("patience") is not None and fine_tune.get("X_val") is None:
         raise ValidationError("fine_tune 'patience' needs 'X_val' and 'y_val'")
+    if teacher is None and fine_tune.get("X_transfer") is not None:
+        raise ValidationError("fine_tune 'X_transfer' is unlabelled data for distillation: pass a teacher too")
     hooks = []
     if teacher is not None:
         X_tr = fine_tune.get("X_transfer")

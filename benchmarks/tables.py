@@ -1,0 +1,59 @@
+"""Print the README's markdown tables from the JSON files in benchmarks/results/.
+
+    python benchmarks/tables.py combine overhead
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _acc(s: dict) -> str:
+    return f"{100 * s['median']:.2f} [{100 * s['min']:.2f}, {100 * s['max']:.2f}]"
+
+
+def combine() -> str:
+    data = json.loads((RESULTS / "combine.json").read_text())
+    m = data["machine"]
+    lines = [f"Pooled test accuracy on mnist1d (5 domains x 1,000 test samples), median [min, max] over seeds "
+             f"{data['seeds']}; {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']}, commit {m['commit']}.", "",
+             "| model | kind | accuracy % | NLL | ECE | FLOPs / sample | combiner fit s |", "|---|---|---|---|---|---|---|"]
+    for name, row in data["table"].items():
+        flops = f"{row['flops_per_sample']['median']:,.0f}" if "flops_per_sample" in row else "same members"
+        fit = f"{row['fit_seconds']['median']:.3f}" if row["kind"] != "member" else "—"
+        lines.append(f"| {name} | {row['kind']} | {_acc(row['accuracy'])} | {row['nll']['median']:.3f} | "
+                     f"{row['ece']['median']:.3f} | {flops} | {fit} |")
+    g, c = data["ensemble_gain_points"], data["cascade"]
+    ctm = c["cost_to_match_flops_fraction"]
+    lines += ["", f"- ensemble gain (best combiner − best member): {g['median']:+.2f} points [{g['min']:+.2f}, {g['max']:+.2f}]",
+              f"- cascade tiny CNN → large CNN, threshold calibrated on validation to the large model's validation accuracy: "
+              f"{_acc(c['accuracy'])}% test accuracy ({c['gap_points']['median']:+.2f} points vs the large model), "
+              f"{100 * c['escalation_rate']['median']:.1f}% escalated, {c['flops_fraction']['median']:.3f} of the large model's FLOPs",
+              f"- cost to match (smallest FLOPs fraction within 0.1 point of the large model on the test curve, seeds where reached "
+              f"{ctm['n']}/{len(data['seeds'])}): {ctm['median']:.3f} [{ctm['min']:.3f}, {ctm['max']:.3f}]; normalised accuracy-cost AUC "
+              f"{c['normalized_auc']['median']:.3f}",
+              f"- measured latency of the cascade / large model: batch 1 {c['latency_fraction_batch1']['median']:.2f}x, "
+              f"batch 256 {c['latency_fraction_batch256']['median']:.2f}x"]
+    return "\n".join(lines)
+
+
+def overhead() -> str:
+    path = RESULTS / "overhead-cpu.json"
+    data = json.loads(path.read_text())
+    t = data["training"]
+    lines = [f"Training throughput, {data['model']}, {data['n_train']} samples x {data['epochs']} epochs, batch {data['batch_size']}, "
+             f"{data['device']}: plain PyTorch loop {t['plain_samples_per_s']['median']:.0f} samples/s, crossfeed "
+             f"{t['crossfeed_samples_per_s']['median']:.0f} samples/s, ratio **{t['ratio']:.3f}x** (goal >= 0.95x)."]
+    for name, row in data["inference"].items():
+        lines.append(f"- {name} inference, crossfeed / members called by hand: {row['ratio']:.3f}x")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for which in sys.argv[1:] or ["combine", "overhead"]:
+        print(globals()[which]())
+        print()
