@@ -53,7 +53,24 @@ def overhead() -> str:
     return "\n".join(lines)
 
 
+def spawn() -> str:
+    import argparse
+
+    import spawn as spawn_bench  # benchmarks/spawn.py renders its own table
+
+    data = json.loads((RESULTS / "spawn.json").read_text())
+    m = data["machine"]
+    args = argparse.Namespace(seeds=data["seeds"], n_per_domain=data["n_per_domain"], epochs=data["epochs"])
+    head = (f"Teacher cnn1d large; students trained {data['epochs']} epochs, distilled at T={data['distillation']['temperature']}, "
+            f"alpha={data['distillation']['alpha']} with the pooled field data as transfer set; pruning removes "
+            f"{int(100 * data['prune_ratio'])}% of channels then recovers by distillation; int8 = torch.ao quantization. "
+            f"Median [min, max] over seeds {data['seeds']}; speed-ups are teacher latency / student latency measured "
+            f"interleaved in one run (API = predict_proba, module = bare forward); {m['cpu']}, {m['cpu_count']} cores, "
+            f"{m['torch_threads']} torch thread, torch {m['torch']}.")
+    return head + "\n\n" + spawn_bench.markdown_table(data["table"], args)
+
+
 if __name__ == "__main__":
-    for which in sys.argv[1:] or ["combine", "overhead"]:
+    for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())
         print()

@@ -86,11 +86,12 @@ def demo(
         + ("not reached" if c["cost_to_match_flops_fraction"] is None else f"{c['cost_to_match_flops_fraction']:.3f} of its FLOPs")
     )
     if result.spawn:
-        table = Table(title="spawn: one small expert per domain")
-        for key in result.spawn[0]:
-            table.add_column(str(key))
+        table = Table(title="spawn: one small expert per domain (distilled from the large CNN, fine-tuned)")
+        for col in ["domain", "expert acc %", "large acc %", "expert params", "share of large FLOPs"]:
+            table.add_column(col, justify="left" if col == "domain" else "right")
         for row in result.spawn:
-            table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+            table.add_row(row["domain"], f"{100 * row['student_accuracy']:.1f}", f"{100 * row['teacher_accuracy']:.1f}",
+                          f"{row['params']:,}", f"{row['flops'] / row['teacher_flops']:.3f}")
         console.print(table)
     console.print(f"done in {result.meta['seconds']} s; wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}")
 
