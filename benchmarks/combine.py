@@ -16,7 +16,6 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
 from sklearn.ensemble import StackingClassifier, VotingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression

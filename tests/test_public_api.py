@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-import crossfeed
 
 PACKAGES = ["crossfeed", "crossfeed.data", "crossfeed.models", "crossfeed.training", "crossfeed.combine",
             "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn"]
