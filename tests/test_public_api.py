@@ -7,7 +7,7 @@ import pytest
 
 
 PACKAGES = ["crossfeed", "crossfeed.data", "crossfeed.models", "crossfeed.training", "crossfeed.combine",
-            "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn"]
+            "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn", "crossfeed.feedback"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

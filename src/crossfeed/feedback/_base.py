@@ -1,0 +1,128 @@
+"""The feedback strategy base class, the data it prepares, and the strategy registry.
+
+A :class:`FeedbackStrategy` is a small class whose hooks do nothing by default and *return*
+values: :meth:`~FeedbackStrategy.prepare` returns the data the large model trains on,
+:meth:`~FeedbackStrategy.hooks` returns extra :class:`~crossfeed.training.TrainingHook` s for the
+one training loop. :func:`crossfeed.feedback.absorb` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from crossfeed._registry import Registry
+from crossfeed.data import DomainSuite
+from crossfeed.exceptions import ValidationError
+from crossfeed.training import TrainingHook
+
+__all__ = ["FeedbackStrategy", "STRATEGIES", "TrainingData", "register"]
+
+#: Unlabelled rows of :class:`TrainingData` carry this label.
+UNLABELLED = -1
+
+
+@dataclass
+class TrainingData:
+    """What the large model trains on during feedback.
+
+    Attributes
+    ----------
+    X : array of shape (n_samples, n_features)
+    y : array of shape (n_samples,), labels in the large model's ``classes_``, or ``-1`` for
+        unlabelled rows (those need ``soft_targets`` or a hook that supplies their targets).
+    soft_targets : array of shape (n_samples, n_classes), optional
+        Probability targets (columns in the order of ``classes_``) that replace the hard labels.
+    sample_weight : array of shape (n_samples,), optional
+    info : dict, what the strategy wants reported (e.g. pseudo-labels kept per domain).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    soft_targets: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.X)
+        if n == 0:
+            raise ValidationError("feedback training data is empty; the strategy prepared no samples")
+        if len(self.y) != n:
+            raise ValidationError(f"TrainingData: X has {n} rows but y has {len(self.y)}")
+        if self.soft_targets is not None and len(self.soft_targets) != n:
+            raise ValidationError(f"TrainingData: X has {n} rows but soft_targets has {len(self.soft_targets)}")
+        if self.sample_weight is not None and len(self.sample_weight) != n:
+            raise ValidationError(f"TrainingData: X has {n} rows but sample_weight has {len(self.sample_weight)}")
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Boolean mask of shape (n_samples,): rows with a hard label."""
+        return np.asarray(self.y) != UNLABELLED
+
+
+class FeedbackStrategy:
+    """How the domain experts teach the large model. Every hook does nothing by default.
+
+    - ``prepare(large, experts, suite)`` -> :class:`TrainingData` or None (None: the general
+      domain's labelled training data, i.e. plain continued training).
+    - ``hooks(large, experts, suite, data)`` -> extra training hooks (loss terms, targets).
+
+    The base class itself is the control of every feedback experiment: continued training of the
+    large model on the general data, with no help from the experts.
+
+    Class attributes
+    ----------------
+    name : str, the registry name.
+    needs_field_data : bool, True when every expert's domain must have unlabelled field data.
+    """
+
+    name: ClassVar[str] = "continued_training"
+    needs_field_data: ClassVar[bool] = False
+
+    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData | None:
+        return None
+
+    def hooks(
+        self, large: Any, experts: Mapping[str, Any], suite: DomainSuite, data: TrainingData
+    ) -> list[TrainingHook]:
+        return []
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+StrategyFactory = Callable[..., FeedbackStrategy]
+
+#: Feedback strategies by name: ``STRATEGIES.get("multi_teacher_kd")(temperature=4.0)``.
+STRATEGIES: Registry[StrategyFactory] = Registry("feedback strategy")
+
+
+def register(name: str) -> Callable[[type[FeedbackStrategy]], type[FeedbackStrategy]]:
+    """Class decorator: register a :class:`FeedbackStrategy` subclass under ``name`` (also its ``name``)."""
+
+    def decorator(cls: type[FeedbackStrategy]) -> type[FeedbackStrategy]:
+        cls.name = name
+        STRATEGIES.add(name, cls)
+        return cls
+
+    return decorator
+
+
+def general_data(suite: DomainSuite) -> tuple[str, np.ndarray, np.ndarray]:
+    """The general domain's name and its labelled training data ``(name, X, y)``."""
+    name = suite.meta.get("general_domain", "default")
+    domain = suite[name]
+    return name, domain.X_train, domain.y_train
+
+
+def flat(X: np.ndarray) -> np.ndarray:
+    """Samples flattened to shape (n_samples, n_features), float32."""
+    X = np.asarray(X, dtype=np.float32)
+    return X.reshape(len(X), -1)
+
+
+STRATEGIES.add(FeedbackStrategy.name, FeedbackStrategy)

@@ -1,0 +1,126 @@
+"""Multi-teacher knowledge distillation: the domain experts teach the large model, data-free.
+
+The large model never sees a labelled sample of the shifted domains. It trains on the unlabelled
+field data of every expert's domain, taught by that domain's expert, plus the general domain's
+labelled training data, taught by its own old copy so that nothing is forgotten. With the domain
+of a field sample unknown, the experts' softened outputs are mixed per sample, weighted by each
+expert's confidence (its top probability).
+
+- Knowledge Amalgamation: Shen, Wang, Song, Sun & Song (AAAI 2019), "Amalgamating Knowledge
+  towards Comprehensive Classification", arXiv 1811.02796.
+- Distillation loss: Hinton, Vinyals & Dean (2015), arXiv 1503.02531 (``crossfeed.spawn.kd_loss``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossfeed.data import DomainSuite
+from crossfeed.exceptions import ValidationError
+from crossfeed.feedback._base import (
+    UNLABELLED,
+    FeedbackStrategy,
+    TrainingData,
+    flat,
+    general_data,
+    register,
+)
+from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
+from crossfeed.spawn._kd import _check_temperature, soft_targets
+from crossfeed.training import TrainingHook
+
+__all__ = ["MultiTeacherKD", "confidence_weighted_logits"]
+
+
+def confidence_weighted_logits(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Mix several teachers per sample, each weighted by its confidence.
+
+    Teacher ``k``'s weight on sample ``i`` is its top probability ``max_c softmax(z_ki)_c``,
+    normalised over teachers; the mixture of the softened probabilities ``softmax(z_ki / T)`` is
+    returned as logits at the same temperature (``T · log p``), so that ``softmax(out / T)`` is
+    the mixture.
+
+    Parameters
+    ----------
+    logits : array of shape (n_teachers, n_samples, n_classes)
+    temperature : float > 0
+
+    Returns
+    -------
+    array of shape (n_samples, n_classes)
+
+    Example
+    -------
+    >>> z = np.array([[[4.0, 0.0]], [[0.0, 0.1]]])   # a confident and an unsure teacher
+    >>> bool(confidence_weighted_logits(z, 1.0)[0].argmax() == 0)
+    True
+    """
+    temp = _check_temperature(temperature)
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    if z.ndim != 3:
+        raise ValidationError(f"logits must have shape (n_teachers, n_samples, n_classes); got {tuple(z.shape)}")
+    confidence = torch.softmax(z, dim=-1).amax(dim=-1)  # (n_teachers, n_samples)
+    weights = confidence / confidence.sum(dim=0, keepdim=True)
+    mixed = (weights.unsqueeze(-1) * torch.stack([soft_targets(t, temp) for t in z])).sum(dim=0)
+    return (temp * torch.log(mixed.clamp_min(1e-12))).numpy()
+
+
+@register("multi_teacher_kd")
+class MultiTeacherKD(FeedbackStrategy):
+    """Each expert teaches the large model on its domain's unlabelled field data.
+
+    Loss: on general labelled rows ``(1 - alpha) · CE(y) + alpha · KD(old large)``; on field rows
+    ``alpha · KD(teacher)``, where KD is Hinton's ``T² · KL`` at temperature ``temperature``.
+
+    Parameters
+    ----------
+    temperature : float > 0, softening of every teacher.
+    alpha : float in [0, 1], weight of the distillation term against the hard labels.
+    domain_known : bool
+        True: a field sample's teacher is its domain's expert. False: all experts teach every field
+        sample, mixed by confidence (:func:`confidence_weighted_logits`).
+    field_repeats : int >= 1, how many times the field data is repeated per epoch (it is usually
+        much smaller than the general data).
+    """
+
+    needs_field_data = True
+
+    def __init__(self, temperature: float = 2.0, alpha: float = 0.9, domain_known: bool = True,
+                 field_repeats: int = 1) -> None:
+        self.temperature = temperature
+        self.alpha = alpha
+        self.domain_known = domain_known
+        self.field_repeats = field_repeats
+
+    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
+        _check_temperature(self.temperature)
+        check_alpha(self.alpha)
+        if not (isinstance(self.field_repeats, int) and self.field_repeats >= 1):
+            raise ValidationError(f"field_repeats must be a positive integer; got {self.field_repeats!r}")
+        _, X_gen, y_gen = general_data(suite)
+        X_gen = flat(X_gen)
+        parts_X, parts_t, kept = [X_gen], [teacher_logits(large, X_gen)], {}
+        for name in experts:
+            X_field = flat(suite[name].X_field)
+            if self.domain_known:
+                t = teacher_logits(experts[name], X_field)
+            else:
+                t = confidence_weighted_logits(
+                    np.stack([teacher_logits(e, X_field) for e in experts.values()]), self.temperature
+                )
+            parts_X += [X_field] * self.field_repeats
+            parts_t += [t] * self.field_repeats
+            kept[name] = len(X_field)
+        X = np.concatenate(parts_X)
+        y = np.concatenate([np.asarray(y_gen), np.full(len(X) - len(X_gen), UNLABELLED)])
+        info = {"field_samples": kept, "teacher_logits": np.concatenate(parts_t).astype(np.float32)}
+        return TrainingData(X, y, info=info)
+
+    def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
+              data: TrainingData) -> list[TrainingHook]:
+        logits = data.info.pop("teacher_logits")
+        return [DistillationHook(logits, labelled=data.labelled, temperature=self.temperature, alpha=self.alpha)]
