@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from crossfeed.data._cache import atomic_write_bytes
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -49,7 +51,5 @@ def summary(values: list[float]) -> dict[str, float]:
 def write(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(payload, indent=2).encode())
     return path

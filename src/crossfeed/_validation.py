@@ -83,6 +83,20 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> np.ndarray:
     return arr
 
 
+def encode_labels(y: Any, classes: Any, *, name: str = "y", context: str = "the model's classes") -> np.ndarray:
+    """Column indices of the labels ``y`` in the sorted array ``classes`` (shape (n_samples,)).
+
+    Raises ``LabelMismatchError`` naming the labels that ``classes`` lacks.
+    """
+    y = np.asarray(y)
+    classes = np.asarray(classes)
+    idx = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    if not np.array_equal(classes[idx], y):
+        unknown = np.setdiff1d(np.unique(y), classes).tolist()
+        raise LabelMismatchError(f"{name} holds labels {unknown} that are not among {context} {classes.tolist()}")
+    return idx
+
+
 def check_fitted_member(name: str, estimator: Any) -> None:
     """Raise ``NotFittedError`` naming the member if ``estimator`` is not fitted."""
     try:

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from crossfeed._validation import check_labels
-from crossfeed.exceptions import LabelMismatchError, ValidationError
+from crossfeed._validation import check_labels, encode_labels
+from crossfeed.exceptions import ValidationError
 
 _EPS = 1e-12
 
@@ -27,14 +27,7 @@ def _check_proba(y_idx: np.ndarray, proba: Any) -> np.ndarray:
 
 def label_indices(y: Any, classes: Any) -> np.ndarray:
     """Map labels to column indices of ``classes`` (array of shape (n_samples,))."""
-    y = np.asarray(y)
-    classes = np.asarray(classes)
-    idx = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-    if not np.array_equal(classes[idx], y):
-        raise LabelMismatchError(
-            f"labels {np.setdiff1d(np.unique(y), classes).tolist()} are not among the model's classes {classes.tolist()}"
-        )
-    return idx
+    return encode_labels(y, classes, name="labels")
 
 
 def accuracy(y_idx: Any, proba: Any) -> float:

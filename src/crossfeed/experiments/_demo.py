@@ -185,10 +185,10 @@ def run_demo(
 def evaluate_model(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_s: float) -> dict[str, Any]:
     X_test, y_test = suite.pooled("test")
     classes = suite.classes
-    per_domain = {}
-    for d in suite:
-        per_domain[d.name] = score_all(label_indices(d.y_test, classes), model.predict_proba(d.X_test))
-    pooled = score_all(label_indices(y_test, classes), model.predict_proba(X_test))
+    # The pooled test set is the domains' test sets in order: predict each once, pool the outputs.
+    probas = {d.name: model.predict_proba(d.X_test) for d in suite}
+    per_domain = {d.name: score_all(label_indices(d.y_test, classes), probas[d.name]) for d in suite}
+    pooled = score_all(label_indices(y_test, classes), np.concatenate(list(probas.values())))
     flops = model.expected_cost(X_test) if isinstance(model, Cascade) else flops_per_sample(model, X_test)
     return {
         "name": name,

@@ -17,7 +17,7 @@ from torch import nn
 import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
-from crossfeed._validation import check_features, check_labels
+from crossfeed._validation import check_features, check_labels, encode_labels
 from crossfeed.exceptions import LabelMismatchError, NonNumericInputError, ValidationError
 from crossfeed.models._architectures import ARCHITECTURES, build_module
 from crossfeed.training import TrainConfig, TrainingHook, resolve_device, train
@@ -174,7 +174,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         Xv = yv = None
         if X_val is not None:
             Xv = check_features(X_val, name="X_val", n_features=self.n_features_in_).reshape(-1, self.n_features_in_)
-            yv = self._encode(check_labels(y_val, len(Xv), name="y_val"), name="y_val")
+            yv = encode_labels(check_labels(y_val, len(Xv), name="y_val"), self.classes_, name="y_val", context="the classes seen in fit")
         elif self.validation_fraction > 0:
             stratify = y_idx if np.bincount(y_idx).min() >= 2 else None
             tr, va = train_test_split(np.arange(len(X)), test_size=self.validation_fraction, random_state=seed, stratify=stratify)
@@ -197,17 +197,6 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         return self
-
-    def _encode(self, y: np.ndarray, *, name: str = "y") -> np.ndarray:
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[idx], y):
-            unknown = np.setdiff1d(np.unique(y), self.classes_)
-            raise LabelMismatchError(
-                f"{name} holds labels {unknown.tolist()} that are not among the classes seen in fit "
-                f"({self.classes_.tolist()})"
-            )
-        return idx
 
     # -- predicting -----------------------------------------------------------------------
     def _validate(self, X: Any, y: Any = None, *, reset: bool) -> Any:
