@@ -29,7 +29,11 @@ def test_exceptions_are_also_builtins():
 
 
 @pytest.mark.parametrize("module", ["crossfeed._registry", "crossfeed.evaluate._cost_curves", "crossfeed.models._cost",
-                                    "crossfeed.models._torch_classifier", "crossfeed.data._suites"])
+                                    "crossfeed.models._torch_classifier", "crossfeed.data._suites",
+                                    "crossfeed.experiments._config", "crossfeed.feedback._merging",
+                                    "crossfeed.feedback.merge", "crossfeed.feedback.transfer_init",
+                                    "crossfeed.feedback.ensemble_distill", "crossfeed.feedback.multi_teacher_kd",
+                                    "crossfeed.feedback.data_feedback"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
@@ -46,6 +50,10 @@ def test_registry_rejects_duplicates_and_suggests():
     with pytest.raises(UnknownNameError, match="did you mean 'alpha'"):
         reg.get("alpah")
     assert "alpha" in reg and list(reg) == ["alpha"] and len(reg) == 1
+    assert reg.remove("alpha") == 1 and len(reg) == 0
+    with pytest.raises(UnknownNameError):
+        reg.remove("alpha")
+    assert "known strategies" in Registry("strategy")._unknown_message("x")
 
 
 def test_readme_quick_start_runs(capsys):

@@ -45,6 +45,12 @@ class Registry(Generic[T]):
             )
         self._items[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return what was registered (unknown names raise)."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
@@ -55,7 +61,8 @@ class Registry(Generic[T]):
         known = sorted(self._items)
         close = difflib.get_close_matches(str(name), known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(known)}{hint}"
+        plural = f"{self.kind[:-1]}ies" if self.kind.endswith("y") else f"{self.kind}s"
+        return f"unknown {self.kind} {name!r}; known {plural}: {', '.join(known)}{hint}"
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -12,6 +12,7 @@ import pytest
 from crossfeed.data import DomainSuite, load_suite
 from crossfeed.feedback import FeedbackReport, FeedbackStrategy, absorb
 from crossfeed.models import TorchClassifier
+from crossfeed.spawn import finetune
 
 ABSORB = {"epochs": 20, "lr": 1e-3, "random_state": 0}
 
@@ -45,3 +46,13 @@ def experts(suite: DomainSuite) -> dict[str, TorchClassifier]:
 def control(v0: TorchClassifier, experts: dict[str, TorchClassifier], suite: DomainSuite) -> FeedbackReport:
     """The same absorb with the strategy replaced by continued training on the general data."""
     return absorb(v0, experts, suite, FeedbackStrategy(), **ABSORB)[1]
+
+
+@pytest.fixture(scope="package")
+def same_arch_experts(v0: TorchClassifier, suite: DomainSuite) -> dict[str, TorchClassifier]:
+    """Fine-tuned copies of v0, one per shifted domain: the experts weight merging needs."""
+    return {
+        d.name: finetune(v0, d, epochs=10, patience=3, random_state=i)
+        for i, d in enumerate(suite)
+        if d.name != suite.meta["general_domain"]
+    }

@@ -6,6 +6,7 @@ the large model through the one training loop, then measure every domain before 
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from crossfeed.feedback._base import (
     general_data,
 )
 from crossfeed.models import TorchClassifier
-from crossfeed.spawn._warmstart import check_torch_model, warm_fit
+from crossfeed.spawn._warmstart import check_torch_model, fitted_copy, warm_fit
 from crossfeed.training import Batch, TrainingHook
 
 __all__ = ["DomainFeedback", "FeedbackReport", "absorb"]
@@ -102,6 +103,7 @@ def absorb(
     epochs: int = 10,
     lr: float = 1e-3,
     random_state: int = 0,
+    keep_weaker_experts: bool = False,
     **strategy_kwargs: Any,
 ) -> tuple[TorchClassifier, FeedbackReport]:
     """Let domain ``experts`` teach a copy of ``large``; return the new model and a report.
@@ -115,7 +117,13 @@ def absorb(
     experts : mapping domain name -> fitted classifier of that domain (same classes as ``large``).
     suite : DomainSuite holding the domains named in ``experts`` and ``suite.meta["general_domain"]``.
     strategy : a registered name (see ``STRATEGIES.names()``) or a :class:`FeedbackStrategy`.
-    epochs, lr, random_state : training settings of the feedback run.
+    epochs, lr, random_state : training settings of the feedback run; ``epochs=0`` trains nothing
+        (the new model is the strategy's ``initial_module``, e.g. merged weights).
+    keep_weaker_experts : bool, default False. An expert that is not more accurate than ``large``
+        on its own domain's validation split has nothing to teach there: by default the strategy
+        gets ``large`` itself in its place (so that domain's field data anchors the old behaviour
+        instead of pulling it down); ``report.info["replaced_experts"]`` lists them with both
+        validation accuracies. True hands every expert to the strategy as it is.
     **strategy_kwargs : passed to the strategy's constructor (only with a name).
 
     Returns
@@ -129,25 +137,33 @@ def absorb(
     >>> report.forgetting < 0.05                                                # doctest: +SKIP
     """
     large = check_torch_model(large, owner="absorb")
-    strat = _resolve_strategy(strategy, strategy_kwargs)
+    strat = resolve_strategy(strategy, strategy_kwargs)
     _check_experts(large, experts, suite, strat)
     general, _, _ = general_data(suite)
 
     start = time.perf_counter()
-    data = strat.prepare(large, experts, suite)
+    teachers, replaced = (dict(experts), {}) if keep_weaker_experts else _replace_weaker(large, experts, suite)
+    data = strat.prepare(large, teachers, suite)
     if data is None:
         _, X_gen, y_gen = general_data(suite)
         data = TrainingData(flat(X_gen), np.asarray(y_gen))
-    hooks = list(strat.hooks(large, experts, suite, data))
-    y_fit, targets_hook = _targets(large, data, len(hooks))
-    if targets_hook is not None:
-        hooks.append(targets_hook)
-    logger.info("absorb: %s on %d samples, %d hooks", strat.name, len(data.X), len(hooks))
-    new = warm_fit(large, data.X, y_fit, hooks=hooks, epochs=epochs, lr=lr, random_state=random_state,
-                   patience=None, validation_fraction=0.0)
+    start_module = strat.initial_module(large, teachers, suite)
+    if epochs == 0:  # e.g. weight merging without fine-tuning
+        new = fitted_copy(large, copy.deepcopy(start_module if start_module is not None else large.module_))
+    else:
+        hooks = list(strat.hooks(large, teachers, suite, data))
+        y_fit, targets_hook = _targets(large, data, len(hooks))
+        if targets_hook is not None:
+            hooks.append(targets_hook)
+        logger.info("absorb: %s on %d samples, %d hooks", strat.name, len(data.X), len(hooks))
+        new = warm_fit(large, data.X, y_fit, module=start_module, hooks=hooks, epochs=epochs, lr=lr,
+                       random_state=random_state, patience=None, validation_fraction=0.0)
+    strat.remember(new, teachers, suite, data)
     wall = time.perf_counter() - start
 
-    report = FeedbackReport(strat.name, {}, general, 0.0, wall, dict(data.info))
+    # Keys starting with "_" carry data from ``prepare`` to ``hooks`` (e.g. teacher logits): not reported.
+    info = {k: v for k, v in data.info.items() if not k.startswith("_")}
+    report = FeedbackReport(strat.name, {}, general, 0.0, wall, {**info, "replaced_experts": replaced})
     for domain in suite:
         X_test, y_test = domain.X_test, domain.y_test
         acc_v0 = float(np.mean(large.predict(X_test) == y_test))
@@ -160,7 +176,7 @@ def absorb(
     return new, report
 
 
-def _resolve_strategy(strategy: str | FeedbackStrategy, kwargs: dict[str, Any]) -> FeedbackStrategy:
+def resolve_strategy(strategy: str | FeedbackStrategy, kwargs: dict[str, Any]) -> FeedbackStrategy:
     if isinstance(strategy, FeedbackStrategy):
         if kwargs:
             raise ValidationError(
@@ -196,11 +212,55 @@ def _check_experts(large: TorchClassifier, experts: Mapping[str, Any], suite: Do
                 f"the expert of domain {name!r} predicts classes {np.asarray(classes).tolist()} but the large "
                 f"model predicts {large.classes_.tolist()}; experts and the large model must share one label set"
             )
+        if strategy.needs_same_architecture:
+            _check_same_architecture(large, name, expert, strategy.name)
         if strategy.needs_field_data and (domain.X_field is None or len(domain.X_field) == 0):
             raise EmptyDataError(
                 f"domain {name!r} has no field data (X_field), which the {strategy.name!r} strategy learns "
                 "from; collect unlabelled field samples for it or drop its expert"
             )
+
+
+def _replace_weaker(
+    large: TorchClassifier, experts: Mapping[str, Any], suite: DomainSuite
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The experts with each one that does not beat ``large`` on its domain's validation split
+    replaced by ``large``; and the replaced ones with both validation accuracies."""
+    teachers, replaced = {}, {}
+    for name, expert in experts.items():
+        X_val, y_val = suite[name].X_val, suite[name].y_val
+        acc_expert = float(np.mean(expert.predict(X_val) == y_val))
+        acc_large = float(np.mean(large.predict(X_val) == y_val))
+        if acc_expert > acc_large:
+            teachers[name] = expert
+        else:
+            teachers[name] = large
+            replaced[name] = {"expert_val_accuracy": acc_expert, "large_val_accuracy": acc_large}
+            logger.info("absorb: the %r expert (val %.3f) does not beat the large model (val %.3f); the large model "
+                        "teaches its domain instead", name, acc_expert, acc_large)
+    return teachers, replaced
+
+
+def _check_same_architecture(large: TorchClassifier, name: str, expert: Any, strategy: str) -> None:
+    """Raise unless ``expert``'s network has exactly the large network's parameter names and shapes."""
+    module = getattr(expert, "module_", None)
+    if not isinstance(module, nn.Module):
+        raise ValidationError(
+            f"the {strategy!r} strategy needs experts with the large model's architecture (fitted TorchClassifiers); "
+            f"the expert of domain {name!r} is a {type(expert).__name__}"
+        )
+    ours = {k: tuple(v.shape) for k, v in large.module_.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if differ:
+        examples = ", ".join(f"{k}: {ours.get(k, 'missing')} vs {theirs.get(k, 'missing')}" for k in differ[:3])
+        raise ValidationError(
+            f"the {strategy!r} strategy needs experts with the large model's architecture; the expert of domain "
+            f"{name!r} differs in {len(differ)} parameter(s) (large vs expert: {examples}). Spawn experts as "
+            "fine-tuned copies of the large model (crossfeed.spawn.finetune(large, domain); in a config, "
+            "experts.method: finetune) or choose a strategy that "
+            "distils (multi_teacher_kd, ensemble_distill)"
+        )
 
 
 def _targets(large: TorchClassifier, data: TrainingData, n_hooks: int) -> tuple[np.ndarray, TrainingHook | None]:

@@ -2,8 +2,10 @@
 
 A :class:`FeedbackStrategy` is a small class whose hooks do nothing by default and *return*
 values: :meth:`~FeedbackStrategy.prepare` returns the data the large model trains on,
-:meth:`~FeedbackStrategy.hooks` returns extra :class:`~crossfeed.training.TrainingHook` s for the
-one training loop. :func:`crossfeed.feedback.absorb` runs them.
+:meth:`~FeedbackStrategy.initial_module` the network training starts from,
+:meth:`~FeedbackStrategy.hooks` extra :class:`~crossfeed.training.TrainingHook` s for the one
+training loop; :meth:`~FeedbackStrategy.remember` lets a strategy that absorbs domains one after
+another keep what it needs of the last step. :func:`crossfeed.feedback.absorb` runs them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from torch import nn
 
 from crossfeed._registry import Registry
 from crossfeed.data import DomainSuite
@@ -37,7 +40,8 @@ class TrainingData:
     soft_targets : array of shape (n_samples, n_classes), optional
         Probability targets (columns in the order of ``classes_``) that replace the hard labels.
     sample_weight : array of shape (n_samples,), optional
-    info : dict, what the strategy wants reported (e.g. pseudo-labels kept per domain).
+    info : dict, what the strategy wants reported (e.g. pseudo-labels kept per domain); keys that
+        start with ``_`` carry data from ``prepare`` to ``hooks`` and are not reported.
     """
 
     X: np.ndarray
@@ -68,7 +72,12 @@ class FeedbackStrategy:
 
     - ``prepare(large, experts, suite)`` -> :class:`TrainingData` or None (None: the general
       domain's labelled training data, i.e. plain continued training).
+    - ``initial_module(large, experts, suite)`` -> the ``nn.Module`` training starts from (merged
+      or transplanted weights, an architecture with more heads) or None (a copy of ``large.module_``).
+      It must map the large model's inputs to its classes' logits.
     - ``hooks(large, experts, suite, data)`` -> extra training hooks (loss terms, targets).
+    - ``remember(new_large, experts, suite, data)`` -> None. Called after training; sequential
+      strategies (continual learning) keep what they need of this step for the next one.
 
     The base class itself is the control of every feedback experiment: continued training of the
     large model on the general data, with no help from the experts.
@@ -77,12 +86,21 @@ class FeedbackStrategy:
     ----------------
     name : str, the registry name.
     needs_field_data : bool, True when every expert's domain must have unlabelled field data.
+    data_free : bool, False when the strategy reads the domains' labels (only the reference
+        ``joint_training`` does); data-free strategies see the experts and unlabelled field data.
+    needs_same_architecture : bool, True when every expert must be a TorchClassifier whose
+        network has the large model's parameter names and shapes (weight merging).
     """
 
     name: ClassVar[str] = "continued_training"
     needs_field_data: ClassVar[bool] = False
+    needs_same_architecture: ClassVar[bool] = False
+    data_free: ClassVar[bool] = True
 
     def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData | None:
+        return None
+
+    def initial_module(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> nn.Module | None:
         return None
 
     def hooks(
@@ -90,8 +108,11 @@ class FeedbackStrategy:
     ) -> list[TrainingHook]:
         return []
 
+    def remember(self, new_large: Any, experts: Mapping[str, Any], suite: DomainSuite, data: TrainingData) -> None:
+        return None
+
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_"))
         return f"{type(self).__name__}({params})"
 
 

@@ -117,10 +117,10 @@ class MultiTeacherKD(FeedbackStrategy):
             kept[name] = len(X_field)
         X = np.concatenate(parts_X)
         y = np.concatenate([np.asarray(y_gen), np.full(len(X) - len(X_gen), UNLABELLED)])
-        info = {"field_samples": kept, "teacher_logits": np.concatenate(parts_t).astype(np.float32)}
+        info = {"field_samples": kept, "_teacher_logits": np.concatenate(parts_t).astype(np.float32)}
         return TrainingData(X, y, info=info)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:
-        logits = data.info.pop("teacher_logits")
+        logits = data.info.pop("_teacher_logits")
         return [DistillationHook(logits, labelled=data.labelled, temperature=self.temperature, alpha=self.alpha)]

@@ -1,0 +1,154 @@
+"""Ensemble distillation: the large model learns from the ensemble of all experts and itself.
+
+Model fusion as in FedDF (Lin, Kong, Stich & Jaggi, "Ensemble Distillation for Robust Model
+Fusion in Federated Learning", NeurIPS 2020, arXiv 2006.07242): the members' outputs on
+unlabelled data are averaged into one teacher, and one model is trained to match it. Here the
+members are every domain expert plus the old large model, the unlabelled data is every expert's
+domain's field data plus the general domain's training data, and the student is (a copy of) the
+large model. No domain ids are used: every member teaches every sample, so the ensemble's
+complementarity decides, not a routing rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossfeed.data import DomainSuite
+from crossfeed.exceptions import ValidationError
+from crossfeed.feedback._base import (
+    UNLABELLED,
+    FeedbackStrategy,
+    TrainingData,
+    flat,
+    general_data,
+    register,
+)
+from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
+from crossfeed.spawn._kd import _check_temperature
+from crossfeed.training import TrainingHook
+
+__all__ = ["EnsembleDistill", "ensemble_logits"]
+
+AVERAGES = ("logits", "probabilities")
+GENERAL_TEACHERS = ("large", "ensemble")
+
+
+def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: float = 1.0) -> np.ndarray:
+    """One teacher from several: the members' outputs averaged with equal weights.
+
+    - ``"logits"``: the mean of the logits (FedDF's choice; a normalised geometric mean of the
+      probabilities, so a member that is sure a class is wrong can veto it).
+    - ``"probabilities"``: the mean of the softened probabilities ``softmax(z_k / T)``, returned
+      as logits at the same temperature (``T · log p``) so that ``softmax(out / T)`` is that mean.
+
+    Parameters
+    ----------
+    logits : array of shape (n_members, n_samples, n_classes)
+    average : "logits" or "probabilities"
+    temperature : float > 0, used by ``"probabilities"`` only.
+
+    Returns
+    -------
+    array of shape (n_samples, n_classes)
+
+    Example
+    -------
+    >>> z = np.array([[[2.0, 0.0]], [[0.0, 4.0]]])
+    >>> ensemble_logits(z, "logits")
+    array([[1., 2.]], dtype=float32)
+    """
+    if average not in AVERAGES:
+        raise ValidationError(f"average must be one of {AVERAGES}; got {average!r}")
+    temp = _check_temperature(temperature)
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    if z.ndim != 3 or z.shape[0] == 0:
+        raise ValidationError(f"logits must have shape (n_members, n_samples, n_classes); got {tuple(z.shape)}")
+    if average == "logits":
+        return z.mean(dim=0).numpy()
+    mean = torch.softmax(z / temp, dim=-1).mean(dim=0)
+    return (temp * torch.log(mean.clamp_min(1e-12))).numpy()
+
+
+@register("ensemble_distill")
+class EnsembleDistill(FeedbackStrategy):
+    """The large model distils the averaged ensemble of all experts (and its old self).
+
+    Training data: the general domain's labelled training data and every expert's domain's
+    unlabelled field data. Teacher of a field sample: the ensemble (:func:`ensemble_logits` over
+    the experts and, with ``include_large``, the old large model). Teacher of a general sample:
+    the old large model (``general_teacher="large"``, which guards against forgetting) or the same
+    ensemble (``"ensemble"``, FedDF's single teacher everywhere). Loss as in
+    :class:`~crossfeed.feedback.MultiTeacherKD`: ``(1 - alpha) · CE(y) + alpha · KD`` on general
+    rows, ``alpha · KD`` on field rows.
+
+    Parameters
+    ----------
+    temperature : float > 0, softening of the teacher (FedDF uses 1).
+    alpha : float in [0, 1], weight of the distillation term against the general hard labels.
+    average : "logits" (FedDF) or "probabilities"; see :func:`ensemble_logits`.
+    include_large : bool, whether the old large model is a member of the ensemble.
+    general_teacher : "large" or "ensemble", the teacher on the general training data.
+    field_repeats : int >= 1, how many times the field data is repeated per epoch.
+
+    Reports ``info["field_samples"]`` (per domain) and ``info["members"]`` (the ensemble's members).
+
+    Example
+    -------
+    >>> new, report = absorb(large, experts, suite, "ensemble_distill", epochs=10)   # doctest: +SKIP
+    """
+
+    needs_field_data = True
+
+    def __init__(self, temperature: float = 2.0, alpha: float = 0.9, average: str = "logits",
+                 include_large: bool = True, general_teacher: str = "large", field_repeats: int = 1) -> None:
+        self.temperature = temperature
+        self.alpha = alpha
+        self.average = average
+        self.include_large = include_large
+        self.general_teacher = general_teacher
+        self.field_repeats = field_repeats
+
+    def _validate(self) -> None:
+        _check_temperature(self.temperature)
+        check_alpha(self.alpha)
+        if self.average not in AVERAGES:
+            raise ValidationError(f"average must be one of {AVERAGES}; got {self.average!r}")
+        if not isinstance(self.include_large, bool):
+            raise ValidationError(f"include_large must be True or False; got {self.include_large!r}")
+        if self.general_teacher not in GENERAL_TEACHERS:
+            raise ValidationError(
+                f"general_teacher must be one of {GENERAL_TEACHERS} (who teaches on the general data); "
+                f"got {self.general_teacher!r}"
+            )
+        if not (isinstance(self.field_repeats, int) and not isinstance(self.field_repeats, bool)
+                and self.field_repeats >= 1):
+            raise ValidationError(f"field_repeats must be a positive integer; got {self.field_repeats!r}")
+
+    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
+        self._validate()
+        members = list(experts.values()) + ([large] if self.include_large else [])
+        _, X_gen, y_gen = general_data(suite)
+        X_gen = flat(X_gen)
+        fields = {name: flat(suite[name].X_field) for name in experts}
+        X = np.concatenate([X_gen] + [fields[n] for n in experts] * self.field_repeats)
+        # every member scores every row once: the general rows, then each domain's field rows
+        distinct = np.concatenate([X_gen] + [fields[n] for n in experts])
+        teacher = ensemble_logits(np.stack([teacher_logits(m, distinct) for m in members]),
+                                  self.average, self.temperature)
+        n_gen = len(X_gen)
+        on_general = teacher_logits(large, X_gen) if self.general_teacher == "large" else teacher[:n_gen]
+        logits = np.concatenate([on_general] + [teacher[n_gen:]] * self.field_repeats).astype(np.float32)
+        y = np.concatenate([np.asarray(y_gen), np.full(len(X) - n_gen, UNLABELLED)])
+        info = {"field_samples": {n: len(fields[n]) for n in experts},
+                "members": [f"expert:{n}" for n in experts] + (["large"] if self.include_large else []),
+                "_teacher_logits": logits}
+        return TrainingData(X, y, info=info)
+
+    def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
+              data: TrainingData) -> list[TrainingHook]:
+        logits = data.info.pop("_teacher_logits")
+        return [DistillationHook(logits, labelled=data.labelled, temperature=self.temperature, alpha=self.alpha)]
