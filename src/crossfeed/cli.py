@@ -67,6 +67,7 @@ def demo(
     n_per_domain: int = typer.Option(4000, "--n-per-domain", help="samples generated per mnist1d domain"),
     epochs: int = typer.Option(20, "--epochs", help="maximum epochs of the torch models"),
     no_spawn: bool = typer.Option(False, "--no-spawn", help="skip the spawn section"),
+    no_feedback: bool = typer.Option(False, "--no-feedback", help="skip the feedback cycle"),
 ) -> None:
     """Train a large CNN and small models on the mnist1d suite, combine them, report accuracy and cost."""
     from crossfeed.experiments import run_demo
@@ -75,7 +76,7 @@ def demo(
         raise typer.BadParameter(f"expected cpu, cuda, cuda:N or auto; got {device!r}", param_hint="--device")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bars:
         result = run_demo(out, seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs,
-                          spawn=not no_spawn, progress=RichProgress(bars))
+                          spawn=not no_spawn, feedback=not no_feedback, progress=RichProgress(bars))
     for table in _results_tables(result):
         console.print(table)
     c = result.cascade
@@ -93,7 +94,34 @@ def demo(
             table.add_row(row["domain"], f"{100 * row['student_accuracy']:.1f}", f"{100 * row['teacher_accuracy']:.1f}",
                           f"{row['params']:,}", f"{row['flops'] / row['teacher_flops']:.3f}")
         console.print(table)
+    if result.cycle is not None:
+        _print_cycle(result.cycle)
     console.print(f"done in {result.meta['seconds']} s; wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}")
+
+
+def _print_cycle(cycle: Any) -> None:
+    """Every model on every domain, generation after generation, and each feedback step's absorption."""
+    from crossfeed.report import accuracy_matrix
+
+    labels, matrix = accuracy_matrix(cycle)
+    table = Table(title="feedback cycle: test accuracy % of every model on every domain")
+    for col in ["model", *cycle.domains]:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for label, row in zip(labels, matrix):
+        table.add_row(label, *(f"{100 * v:.1f}" for v in row), style="bold" if label.startswith("large") else None)
+    console.print(table)
+    table = Table(title="feedback steps: absorption per domain = (v1 - v0) / (expert - v0)")
+    shifted = [d for d in cycle.domains if d != cycle.general_domain]
+    for col in ["generation", "strategy", *shifted, "forgetting (points)", "gate"]:
+        table.add_column(col, justify="left" if col in ("generation", "strategy") else "right")
+    for g in cycle.generations[1:]:
+        for name, report in [(g.feedback["strategy"], g.feedback), *g.compare.items()]:
+            main = name == g.feedback["strategy"]
+            cells = [report["domains"][d]["absorption"] for d in shifted]
+            table.add_row(f"g{g.generation}", name if main else f"{name} (compared)",
+                          *("–" if a is None else f"{a:.2f}" for a in cells), f"{100 * report['forgetting']:+.2f}",
+                          ("accepted" if g.accepted else "kept previous") if main else "–")
+    console.print(table)
 
 
 @app.command()
@@ -114,6 +142,50 @@ def spawn(
 
     spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed, device=device,
                   n_per_domain=n_per_domain, console=console, epochs=epochs, teacher_epochs=teacher_epochs)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="experiment config (YAML), e.g. examples/demo.yaml"),
+    out: Path | None = typer.Option(None, "--out", help="output folder (default: runs/<config name>)"),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="continue a killed run from its last finished generation"),
+    device: str | None = typer.Option(None, "--device", help="override the config's device (cpu, cuda, auto)"),
+) -> None:
+    """Run the cycle of a YAML experiment: generations of spawn -> specialise -> feed back, every seed."""
+    import dataclasses
+
+    from crossfeed.exceptions import CrossfeedError
+    from crossfeed.experiments import load_config, run_experiment
+
+    try:
+        cfg = load_config(config)
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
+        folder = out if out is not None else Path("runs") / cfg.name
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bars:
+            result = run_experiment(cfg, folder, resume=resume, progress=RichProgress(bars))
+    except CrossfeedError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    summary = result.summary()
+    domains = summary["domains"]
+    table = Table(title=f"{cfg.name}: large model, test accuracy % per generation (median over {len(cfg.seeds)} seed(s))")
+    for col in ["generation", *domains]:
+        table.add_column(col, justify="left" if col == "generation" else "right")
+    for gen, row in summary["large_accuracy"].items():
+        table.add_row(gen, *(f"{100 * row[d]['median']:.2f}" for d in domains))
+    console.print(table)
+    if summary["absorption_last_generation"]:
+        table = Table(title="absorption per domain, last generation (median over seeds)")
+        for col in ["strategy", *domains]:
+            table.add_column(col, justify="left" if col == "strategy" else "right")
+        for strategy, rows in summary["absorption_last_generation"].items():
+            table.add_row(strategy, *(f"{rows[d]['median']:.2f}" if d in rows else "–" for d in domains))
+        console.print(table)
+    console.print(f"done in {result.seconds} s; wrote {folder / 'results.json'}, {folder / 'report.md'}, "
+                  f"{folder / 'report.html'}")
 
 
 def main() -> None:  # pragma: no cover

@@ -37,6 +37,34 @@ logger = logging.getLogger(__name__)
 
 LARGE, SMALL = "large_cnn", "tiny_cnn"
 
+#: The feedback cycle of the demo (``examples/demo.yaml`` is the same config, checked by a test):
+#: a general large model trained on the general domain only, a small distilled expert per shifted
+#: domain, two generations of multi-teacher distillation, data feedback compared beside it.
+DEMO_CYCLE: dict[str, Any] = {
+    "name": "demo",
+    "seeds": [0],
+    "device": "cpu",
+    "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 4000}},
+    "large": {"module": "cnn1d", "module_kwargs": {"size": "large", "dropout": 0.2}, "epochs": 20, "lr": 0.002,
+              "train_on": "general"},
+    "experts": {"method": "distill", "student": "cnn1d:tiny", "epochs": 10, "finetune_epochs": 10},
+    "feedback": {"strategy": "multi_teacher_kd", "kwargs": {"temperature": 2.0, "alpha": 0.9}, "epochs": 20,
+                 "lr": 0.001, "compare": [{"strategy": "data_feedback", "kwargs": {"threshold": 0.8}}]},
+    "generations": 2,
+}
+
+
+def demo_cycle_config(*, seed: int = 0, device: str = "cpu", n_per_domain: int = 4000, epochs: int = 20):
+    """The demo's cycle as an :class:`~crossfeed.experiments.ExperimentConfig`, with the demo's settings."""
+    from crossfeed.experiments._config import config_from_dict
+
+    data = json.loads(json.dumps(DEMO_CYCLE))
+    data.update(seeds=[seed], device=device)
+    data["suite"]["kwargs"]["n_per_domain"] = n_per_domain
+    data["large"]["epochs"] = epochs
+    data["feedback"]["epochs"] = epochs
+    return config_from_dict(data, source="demo")
+
 
 @dataclass
 class DemoResult:
@@ -47,12 +75,14 @@ class DemoResult:
     spawn: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     curve: dict[str, list[float]] = field(default_factory=dict)
+    cycle: Any = None  # crossfeed.cycle.CycleResult of the feedback section, or None
 
     def record(self, name: str) -> dict[str, Any]:
         return next(r for r in self.records if r["name"] == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "records": self.records, "cascade": self.cascade, "spawn": self.spawn, "curve": self.curve}
+        return {"meta": self.meta, "records": self.records, "cascade": self.cascade, "spawn": self.spawn,
+                "curve": self.curve, "cycle": None if self.cycle is None else self.cycle.to_dict()}
 
 
 def _members(seed: int, device: str, progress: Progress, epochs: int) -> dict[str, Any]:
@@ -127,6 +157,7 @@ def run_demo(
     n_per_domain: int = 4000,
     epochs: int = 20,
     spawn: bool = True,
+    feedback: bool = True,
     progress: Progress | None = None,
 ) -> DemoResult:
     """Run the main job and, when ``out_dir`` is given, write results.json, report.md and report.html.
@@ -139,6 +170,8 @@ def run_demo(
     n_per_domain : samples generated per mnist1d domain.
     epochs : maximum training epochs of the torch models (early stopping on validation loss).
     spawn : also spawn one small distilled, fine-tuned expert per domain (needs ``crossfeed.spawn``).
+    feedback : also run the feedback cycle (:data:`DEMO_CYCLE`): a large model trained on the general
+        domain, experts per shifted domain teaching it, two generations, every model on every domain.
     """
     progress = progress or SilentProgress()
     t_start = time.perf_counter()
@@ -165,13 +198,20 @@ def run_demo(
         progress.stage("spawning one distilled, fine-tuned expert per domain")
         spawn_rows = _spawn_section(members[LARGE], suite, seed)
 
+    cycle = None
+    if feedback:
+        from crossfeed.cycle import run_cycle
+
+        config = demo_cycle_config(seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs)
+        cycle = run_cycle(config, seed, suite=suite, progress=progress)
+
     meta = {
         "suite": suite.name, "domains": suite.names, "seed": seed, "device": device, "n_per_domain": n_per_domain,
         "epochs": epochs, "seconds": round(time.perf_counter() - t_start, 2),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "torch_threads": torch.get_num_threads()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__, "numpy": np.__version__},
     }
-    result = DemoResult(records=records, cascade=cascade_info, spawn=spawn_rows, meta=meta, curve=curve)
+    result = DemoResult(records=records, cascade=cascade_info, spawn=spawn_rows, meta=meta, curve=curve, cycle=cycle)
     if out_dir is not None:
         from crossfeed.report import write_demo_report
 

@@ -1,5 +1,24 @@
-"""Reports: markdown and HTML with plots."""
+"""Reports: markdown and HTML with plots, for the demo and for ``crossfeed run``."""
 
+from crossfeed.report._cycle_report import (
+    absorption_png,
+    accuracy_matrix,
+    cycle_images,
+    cycle_tables,
+    heatmap_png,
+    write_experiment_report,
+)
 from crossfeed.report._demo_report import accuracy_cost_png, render_html, render_markdown, write_demo_report
 
-__all__ = ["accuracy_cost_png", "render_html", "render_markdown", "write_demo_report"]
+__all__ = [
+    "absorption_png",
+    "accuracy_cost_png",
+    "accuracy_matrix",
+    "cycle_images",
+    "cycle_tables",
+    "heatmap_png",
+    "render_html",
+    "render_markdown",
+    "write_demo_report",
+    "write_experiment_report",
+]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossfeed.data._cache import atomic_write_bytes
+from crossfeed.report._cycle_report import cycle_images, cycle_tables
+from crossfeed.report._markup import html_image, html_page, html_table, markdown_table, png_bytes, pyplot
 
 if TYPE_CHECKING:
     from crossfeed.experiments import DemoResult
@@ -20,12 +21,7 @@ def _pct(x: float | None) -> str:
 
 def accuracy_cost_png(result: DemoResult) -> bytes:
     """PNG of every member and combiner (accuracy vs FLOPs per sample) with the cascade's test curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=110)
     if result.curve:
         ax.plot(result.curve["flops"], [100 * a for a in result.curve["accuracy"]], "-", color="tab:gray",
                 lw=1.2, label="cascade, every threshold (test)")
@@ -44,11 +40,7 @@ def accuracy_cost_png(result: DemoResult) -> bytes:
     ax.set_title(f"{result.meta.get('suite', '')}: accuracy versus cost")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def _tables(result: DemoResult) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -100,35 +92,41 @@ def _gain_line(result: DemoResult) -> str:
             f"{_pct(best_m['accuracy'])}%: ensemble gain {100 * (best_c['accuracy'] - best_m['accuracy']):+.2f} points.")
 
 
-def render_markdown(result: DemoResult) -> str:
+def _as_run(result: DemoResult) -> Any:
+    """The demo's cycle as a one-seed run, for the cycle report's tables and images."""
+    from crossfeed.experiments._runner import ExperimentResult
+
+    return ExperimentResult(None, [result.cycle], None, 0.0)
+
+
+def render_markdown(result: DemoResult, cycle_images: Sequence[str] = ()) -> str:
     m = result.meta
     lines = [f"# crossfeed demo — {m.get('suite')}", "",
              f"seed {m.get('seed')}, device {m.get('device')}, {m.get('seconds')} s, "
              f"torch {m.get('versions', {}).get('torch')}, {m.get('machine', {}).get('platform')}", "",
              _gain_line(result), "", "![accuracy versus cost](accuracy_cost.png)", ""]
-    for title, header, rows in _tables(result):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        lines.append("")
+    for table in _tables(result):
+        lines += markdown_table(*table)
+    if result.cycle is not None:
+        lines += ["# Feedback: the experts teach the large model, two generations", ""]
+        lines += [f"![{name}]({name})" for name in cycle_images] + [""]
+        for table in cycle_tables(_as_run(result)):
+            lines += markdown_table(*table)
     return "\n".join(lines)
 
 
 def render_html(result: DemoResult, png: bytes) -> str:
     m = result.meta
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>crossfeed demo</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}</style></head><body>",
-             f"<h1>crossfeed demo — {html.escape(str(m.get('suite')))}</h1>",
-             f"<p>seed {m.get('seed')}, device {html.escape(str(m.get('device')))}, {m.get('seconds')} s</p>",
-             f"<p>{html.escape(_gain_line(result)).replace('**', '')}</p>",
-             f"<img alt='accuracy versus cost' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"]
-    for title, header, rows in _tables(result):
-        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    body = [f"<p>seed {m.get('seed')}, device {html.escape(str(m.get('device')))}, {m.get('seconds')} s</p>",
+            f"<p>{html.escape(_gain_line(result)).replace('**', '')}</p>",
+            html_image(png, "accuracy versus cost"),
+            *(html_table(*table) for table in _tables(result))]
+    if result.cycle is not None:
+        run = _as_run(result)
+        body += ["<h1>Feedback: the experts teach the large model, two generations</h1>",
+                 *(html_image(img, name) for name, img in cycle_images(run).items()),
+                 *(html_table(*t) for t in cycle_tables(run))]
+    return html_page(f"crossfeed demo — {m.get('suite')}", body)
 
 
 def write_demo_report(result: DemoResult, out_dir: str | Path) -> dict[str, Path]:
@@ -137,6 +135,10 @@ def write_demo_report(result: DemoResult, out_dir: str | Path) -> dict[str, Path
     png = accuracy_cost_png(result)
     paths = {"png": out / "accuracy_cost.png", "md": out / "report.md", "html": out / "report.html"}
     atomic_write_bytes(paths["png"], png)
-    atomic_write_bytes(paths["md"], render_markdown(result).encode())
+    images = cycle_images(_as_run(result)) if result.cycle is not None else {}
+    for name, image in images.items():
+        atomic_write_bytes(out / name, image)
+        paths[name] = out / name
+    atomic_write_bytes(paths["md"], render_markdown(result, list(images)).encode())
     atomic_write_bytes(paths["html"], render_html(result, png).encode())
     return paths

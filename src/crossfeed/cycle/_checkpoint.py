@@ -1,0 +1,107 @@
+"""Generation checkpoints: written whole or not at all, read back without pickle.
+
+A finished generation ``g`` is the folder ``gen-{g:03d}`` holding ``large/`` and
+``experts/<domain>/`` (:func:`crossfeed.models.save_model`: safetensors + JSON) and
+``generation.json`` (what was measured). It is assembled in a hidden temporary sibling and renamed
+into place, so a killed run leaves either the complete folder or none; leftovers of a killed write
+are removed on the next start. ``run.json`` beside the generations records the config the run
+belongs to, so resuming with another config is refused instead of mixing two runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from crossfeed.data._cache import atomic_write_bytes
+from crossfeed.exceptions import ModelFileError, ValidationError
+from crossfeed.models import TorchClassifier, load_model, save_model
+
+RUN_FILE = "run.json"
+
+
+def generation_dir(root: Path, generation: int) -> Path:
+    return root / f"gen-{generation:03d}"
+
+
+def finished_generations(root: Path) -> list[int]:
+    """Generations with a complete checkpoint under ``root``, ascending."""
+    if not root.is_dir():
+        return []
+    done = []
+    for path in root.glob("gen-[0-9][0-9][0-9]"):
+        if (path / "generation.json").is_file():
+            done.append(int(path.name[4:]))
+    return sorted(done)
+
+
+def prepare_run_dir(root: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
+    """Create ``root`` or check that it belongs to the same run; drop half-written leftovers.
+
+    Without ``resume`` an existing run folder is an error (nothing is overwritten silently).
+    """
+    run_file = root / RUN_FILE
+    if run_file.exists():
+        try:
+            recorded = json.loads(run_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{run_file} is corrupt ({exc}); remove the folder {root} to start over") from exc
+        if recorded != fingerprint:
+            raise ValidationError(
+                f"{root} holds a run of a different config or seed; use another output folder, or delete "
+                f"{root} to start this one from scratch"
+            )
+        if not resume:
+            raise ValidationError(
+                f"{root} already holds this run; pass resume=True (CLI: --resume) to continue it, or delete the folder"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    for leftover in root.glob(".gen-*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not run_file.exists():
+        atomic_write_bytes(run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+
+
+def save_generation(
+    root: Path, generation: int, large: TorchClassifier, experts: Mapping[str, TorchClassifier], record: dict[str, Any]
+) -> Path:
+    """Write generation ``generation`` atomically; returns its folder."""
+    final = generation_dir(root, generation)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        save_model(large, tmp / "large")
+        for name, expert in experts.items():
+            save_model(expert, tmp / "experts" / name)
+        (tmp / "generation.json").write_text(json.dumps(record, indent=2))
+        with open(tmp / "generation.json", "rb") as f:
+            os.fsync(f.fileno())
+        if final.exists():  # a stale copy of a generation that is being recomputed
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_record(root: Path, generation: int) -> dict[str, Any]:
+    """The ``generation.json`` record of a finished generation."""
+    path = generation_dir(root, generation) / "generation.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is missing or corrupt ({exc}); delete {path.parent} to recompute it") from exc
+
+
+def load_generation(root: Path, generation: int) -> tuple[TorchClassifier, dict[str, TorchClassifier], dict[str, Any]]:
+    """The large model, the experts and the record of a finished generation."""
+    path = generation_dir(root, generation)
+    record = load_record(root, generation)
+    experts_dir = path / "experts"
+    experts = {p.name: load_model(p) for p in sorted(experts_dir.iterdir())} if experts_dir.is_dir() else {}
+    return load_model(path / "large"), experts, record

@@ -1,0 +1,281 @@
+"""The ecosystem cycle: spawn -> specialise -> collect -> feed back, generation after generation.
+
+Generation 0 trains the large model (on the general domain, or pooled). Each generation
+``g = 1..G`` then:
+
+1. **collect**: each domain's field data arrives in ``G`` equal, disjoint batches; generation ``g``
+   holds the first ``g`` of them (unlabelled: ``y_field`` is only used for evaluation);
+2. **spawn and specialise**: one small expert per domain is distilled from the current large model
+   on the pooled labelled data plus its domain's field data, then fine-tuned on its domain
+   (:func:`crossfeed.spawn.spawn_experts`), or, with ``experts.method: finetune``, the expert is
+   a copy of the large model fine-tuned on its domain;
+3. **feed back**: the experts teach the large model (:func:`crossfeed.feedback.absorb` with the
+   configured strategy; ``compare`` strategies run from the same start and are only reported);
+4. **gate**: the new large model replaces the old one unless it loses more than ``tolerance``
+   validation accuracy on some domain (the cycle never ships a regression it can see);
+5. **measure** every model (large and experts) on every domain's test split, and checkpoint the
+   generation atomically (:mod:`crossfeed.cycle._checkpoint`).
+
+Every random choice of generation ``g`` is seeded from ``(seed, g)``, and a checkpoint holds the
+exact weights, so a run resumed after a kill reaches the results of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossfeed.cycle._checkpoint import (
+    finished_generations,
+    load_generation,
+    load_record,
+    prepare_run_dir,
+    save_generation,
+)
+from crossfeed.data import DomainSuite, load_suite
+from crossfeed.exceptions import EmptyDataError
+from crossfeed.experiments._config import ExperimentConfig, config_to_dict
+from crossfeed.experiments._progress import Progress, SilentProgress
+from crossfeed.feedback import FeedbackReport, absorb
+from crossfeed.models import TorchClassifier
+from crossfeed.spawn import finetune, spawn_experts
+
+__all__ = ["CycleResult", "GenerationResult", "field_batches", "run_cycle"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """What one generation measured.
+
+    Attributes
+    ----------
+    generation : 0 for the initial large model, then 1, 2, ...
+    accuracy : model name -> domain -> test accuracy; models are ``"large"`` and ``"expert:<domain>"``.
+    val_accuracy : domain -> validation accuracy of this generation's large model (what the gate reads).
+    feedback : the feedback step's report as a dict (``None`` in generation 0).
+    compare : strategy name -> report dict of each comparison strategy.
+    accepted : False when the gate kept the previous large model.
+    field_samples : domain -> field samples available to this generation.
+    seconds : wall-clock seconds per step.
+    """
+
+    generation: int
+    accuracy: dict[str, dict[str, float]]
+    val_accuracy: dict[str, float]
+    feedback: dict[str, Any] | None = None
+    compare: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accepted: bool = True
+    field_samples: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationResult:
+        return cls(**data)
+
+
+@dataclass
+class CycleResult:
+    """Every generation of one seed; ``large_matrix()`` is the generation x domain accuracy table."""
+
+    seed: int
+    domains: list[str]
+    general_domain: str
+    generations: list[GenerationResult]
+    resumed_from: int | None = None
+
+    def large_matrix(self) -> np.ndarray:
+        """Test accuracy of the large model, shape (n_generations, n_domains)."""
+        return np.array([[g.accuracy["large"][d] for d in self.domains] for g in self.generations])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "domains": self.domains, "general_domain": self.general_domain,
+                "resumed_from": self.resumed_from, "generations": [g.to_dict() for g in self.generations]}
+
+
+def field_batches(suite: DomainSuite, generation: int, generations: int) -> DomainSuite:
+    """The suite as generation ``generation`` sees it: the first ``generation`` of ``generations``
+    equal batches of every domain's field data (the rest has not arrived yet)."""
+    domains = []
+    for d in suite:
+        if d.X_field is None or len(d.X_field) < generations:
+            raise EmptyDataError(
+                f"domain {d.name!r} has {0 if d.X_field is None else len(d.X_field)} field samples; the cycle needs at "
+                f"least one per generation ({generations}). Collect more field data or run fewer generations"
+            )
+        n = len(d.X_field) * generation // generations
+        y_field = None if d.y_field is None else d.y_field[:n]
+        domains.append(dataclasses.replace(d, X_field=d.X_field[:n], y_field=y_field))
+    return DomainSuite.from_domains(suite.name, domains, meta=suite.meta)
+
+
+def run_cycle(
+    config: ExperimentConfig,
+    seed: int,
+    out: str | Path | None = None,
+    *,
+    resume: bool = True,
+    progress: Progress | None = None,
+    suite: DomainSuite | None = None,
+) -> CycleResult:
+    """Run ``config.generations`` generations of the cycle for one seed; checkpoint each under ``out``.
+
+    Parameters
+    ----------
+    config : ExperimentConfig (see :func:`crossfeed.experiments.load_config`).
+    seed : seed of the data, the models and every generation.
+    out : folder for the checkpoints (``gen-000``, ``gen-001``, ...); None keeps nothing on disk.
+    resume : continue from the last finished generation found under ``out`` (the folder must hold
+        a run of the same config and seed); False refuses an existing run folder.
+    progress : receives stages and training progress (the CLI draws it).
+    suite : the loaded suite, to skip loading it again (it must be ``config.suite`` at ``seed``).
+
+    Returns
+    -------
+    CycleResult
+
+    Example
+    -------
+    >>> from crossfeed.experiments import config_from_dict                               # doctest: +SKIP
+    >>> result = run_cycle(config_from_dict({"generations": 3}), seed=0, out="runs/s0")  # doctest: +SKIP
+    >>> result.large_matrix()   # generations x domains                                 # doctest: +SKIP
+    """
+    progress = progress or SilentProgress()
+    if suite is None:
+        progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
+        suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
+    general = suite.meta.get("general_domain", suite.names[0])
+    expert_domains = config.experts.domains or [n for n in suite.names if n != general]
+    for name in expert_domains:
+        suite[name]  # unknown names raise with the list of domains
+    root = Path(out) if out is not None else None
+
+    start_gen, large, history = 0, None, []
+    if root is not None:
+        prepare_run_dir(root, {"config": config_to_dict(config), "seed": seed}, resume=resume)
+        done = finished_generations(root)
+        if done:
+            large, _, _ = load_generation(root, done[-1])
+            history = [GenerationResult.from_dict(load_record(root, g)) for g in done]
+            start_gen = done[-1] + 1
+            progress.stage(f"resuming after generation {done[-1]} from {root}")
+    result = CycleResult(seed, suite.names, general, history, resumed_from=start_gen - 1 if start_gen else None)
+
+    for g in range(start_gen, config.generations + 1):
+        t0 = time.perf_counter()
+        if g == 0:
+            progress.stage("generation 0: training the large model")
+            large = _train_large(config, suite, seed, progress)
+            record = GenerationResult(0, {"large": _accuracy(large, suite, "test")}, _accuracy(large, suite, "val"),
+                                      seconds={"train_large": time.perf_counter() - t0})
+            experts: dict[str, TorchClassifier] = {}
+        else:
+            large, experts, record = _generation(config, suite, g, large, expert_domains, seed, progress)
+        result.generations.append(record)
+        if root is not None:
+            save_generation(root, g, large, experts, record.to_dict())
+        logger.info("generation %d done in %.1f s", g, time.perf_counter() - t0)
+    return result
+
+
+def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progress: Progress) -> TorchClassifier:
+    c = config.large
+    general = suite.meta.get("general_domain", suite.names[0])
+    names = [general] if c.train_on == "general" else suite.names
+    X, y = suite.pooled("train", names)
+    X_val, y_val = suite.pooled("val", names)
+    model = TorchClassifier(
+        c.module, module_kwargs=dict(c.module_kwargs) or None, epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay,
+        batch_size=c.batch_size, patience=c.patience, device=config.device, random_state=seed,
+        callback=progress.training("large model", c.epochs),
+    )
+    model.fit(X, y, X_val=X_val, y_val=y_val)
+    model.set_params(callback=None)  # a saved model keeps no reference to the terminal
+    return model
+
+
+def _generation(
+    config: ExperimentConfig, full: DomainSuite, g: int, large: TorchClassifier, expert_domains: list[str],
+    seed: int, progress: Progress,
+) -> tuple[TorchClassifier, dict[str, TorchClassifier], GenerationResult]:
+    gen_seed = seed * 1000 + g
+    suite = field_batches(full, g, config.generations)
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    progress.stage(f"generation {g}: spawning {len(expert_domains)} experts")
+    e = config.experts
+    if e.method == "finetune":
+        experts = {name: finetune(large, suite[name], freeze=e.freeze, epochs=e.finetune_epochs, random_state=gen_seed + i)
+                   for i, name in enumerate(expert_domains)}
+    else:
+        experts = spawn_experts(large, suite, student=e.student, temperature=e.temperature, alpha=e.alpha,
+                                epochs=e.epochs, finetune_epochs=e.finetune_epochs, freeze=e.freeze,
+                                domains=expert_domains, random_state=gen_seed)
+    seconds["spawn"] = time.perf_counter() - t0
+
+    f = config.feedback
+    progress.stage(f"generation {g}: feedback ({f.strategy})")
+    settings = {"epochs": f.epochs, "lr": f.lr, "random_state": gen_seed, "keep_weaker_experts": f.keep_weaker_experts}
+    new, report = absorb(large, experts, suite, f.strategy, **settings, **f.kwargs)
+    seconds["feedback"] = report.wall_seconds
+    compare = {}
+    for c in f.compare:
+        progress.stage(f"generation {g}: comparing with {c.strategy}")
+        _, other = absorb(large, experts, suite, c.strategy, **settings, **c.kwargs)
+        compare[c.strategy] = _report_dict(other)
+        seconds[f"compare:{c.strategy}"] = other.wall_seconds
+
+    old_val, new_val = _accuracy(large, suite, "val"), _accuracy(new, suite, "val")
+    accepted = not f.gate or all(new_val[d] >= old_val[d] - f.tolerance for d in suite.names)
+    if not accepted:
+        worst = min(suite.names, key=lambda d: new_val[d] - old_val[d])
+        progress.stage(f"generation {g}: gate kept the previous large model ({worst}: "
+                       f"{100 * old_val[worst]:.1f}% -> {100 * new_val[worst]:.1f}% on validation)")
+        new, new_val = large, old_val
+
+    accuracy = {"large": _accuracy(new, suite, "test")}
+    accuracy.update({f"expert:{name}": _accuracy(model, suite, "test") for name, model in experts.items()})
+    record = GenerationResult(
+        g, accuracy, new_val, feedback=_report_dict(report), compare=compare, accepted=accepted,
+        field_samples={d.name: len(d.X_field) for d in suite}, seconds=seconds,
+    )
+    return new, experts, record
+
+
+def _accuracy(model: Any, suite: DomainSuite, split: str) -> dict[str, float]:
+    out = {}
+    for d in suite:
+        X, y = d.split(split)
+        out[d.name] = float(np.mean(model.predict(X) == y))
+    return out
+
+
+def _report_dict(report: FeedbackReport) -> dict[str, Any]:
+    data = dataclasses.asdict(report)
+    data["info"] = _jsonable(report.info)
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"array{value.shape}"
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+

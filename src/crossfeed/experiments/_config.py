@@ -1,0 +1,298 @@
+"""Experiments as data: a YAML file <-> typed, frozen dataclasses.
+
+A config names every component by its registry name plus keyword arguments::
+
+    name: demo
+    seeds: [0]
+    suite: {name: mnist1d, kwargs: {n_per_domain: 4000}}
+    large: {module: cnn1d, module_kwargs: {size: large}, epochs: 20}
+    experts: {student: "cnn1d:tiny", epochs: 15, finetune_epochs: 10}
+    feedback:
+      strategy: multi_teacher_kd
+      kwargs: {temperature: 2.0}
+      compare: [{strategy: data_feedback}]
+    generations: 2
+
+:func:`load_config` parses it: an unknown key, a value of the wrong type or an unknown registry
+name is a :class:`~crossfeed.exceptions.ValidationError` (or ``UnknownNameError``) that names the
+key's path and the closest valid choice. :func:`config_to_dict` / :func:`config_from_dict`
+round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crossfeed.exceptions import UnknownNameError, ValidationError
+
+__all__ = [
+    "ExperimentConfig",
+    "ExpertsConfig",
+    "FeedbackConfig",
+    "LargeConfig",
+    "StrategyConfig",
+    "SuiteConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Which suite: ``load_suite(name, seed=seed, **kwargs)``."""
+
+    name: str = "mnist1d"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LargeConfig:
+    """The large model of generation 0: a ``TorchClassifier`` over a registered architecture.
+
+    ``train_on`` is ``"general"`` (the suite's general domain only: the shifted domains are the
+    experts' ground) or ``"pooled"`` (every domain's training data).
+    """
+
+    module: str = "cnn1d"
+    module_kwargs: dict[str, Any] = field(default_factory=lambda: {"size": "large", "dropout": 0.2})
+    epochs: int = 20
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    patience: int | None = 4
+    train_on: str = "general"
+
+
+@dataclass(frozen=True)
+class ExpertsConfig:
+    """How each generation spawns its domain experts.
+
+    ``method``: ``"distill"`` (a small ``student`` distilled from the large model on the pooled
+    labelled data and the domain's field data, then fine-tuned on the domain:
+    :func:`crossfeed.spawn.spawn_experts`) or ``"finetune"`` (a fine-tuned copy of the large
+    model, same architecture: what weight merging needs; ``student`` and ``epochs`` are unused).
+    ``domains``: the expert domains (default: every domain but the general one).
+    """
+
+    method: str = "distill"
+    student: str = "cnn1d:tiny"
+    epochs: int = 15
+    finetune_epochs: int = 10
+    temperature: float = 4.0
+    alpha: float = 0.9
+    freeze: str = "none"
+    domains: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """A feedback strategy by registry name plus its keyword arguments."""
+
+    strategy: str = "multi_teacher_kd"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """The feedback step of every generation.
+
+    ``strategy``/``kwargs`` produce the next large model; each ``compare`` strategy runs from the
+    same large model and experts and is reported beside it (absorption per domain), but does not
+    go on. ``gate``: keep the previous large model when the new one loses more than ``tolerance``
+    validation accuracy on any domain. ``keep_weaker_experts``: see :func:`crossfeed.feedback.absorb`.
+    """
+
+    strategy: str = "multi_teacher_kd"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    lr: float = 1e-3
+    compare: list[StrategyConfig] = field(default_factory=list)
+    gate: bool = True
+    tolerance: float = 0.005
+    keep_weaker_experts: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: a suite, a large model, its experts and the feedback cycle, over seeds."""
+
+    name: str = "experiment"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "cpu"
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    large: LargeConfig = field(default_factory=LargeConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    generations: int = 2
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML experiment config; every mistake is an error naming the key and the fix.
+
+    Example
+    -------
+    >>> cfg = config_from_dict({"name": "t", "feedback": {"strategy": "data_feedback"}})
+    >>> cfg.feedback.strategy, cfg.generations
+    ('data_feedback', 2)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"config file {str(path)!r} does not exist; pass the path of a YAML file (see examples/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    return config_from_dict(data, source=str(path))
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write ``config`` as YAML (atomically); :func:`load_config` reads back an equal config."""
+    from crossfeed.data._cache import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
+    return path
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain dicts and lists (YAML- and JSON-ready) of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: Any, *, source: str = "config") -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from plain data, checking keys, types and registry names."""
+    config = _build(ExperimentConfig, data, source)
+    _check_names(config, source)
+    return config
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValidationError(f"{where}: expected a mapping of {cls.__name__} keys; got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValidationError(f"{where}: unknown key {key!r}{hint} Valid keys: {', '.join(names)}")
+        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValidationError(f"{where}: expected a list; got {type(value).__name__} {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValidationError(f"{where}: expected a mapping with string keys; got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValidationError(f"{where}: expected true or false; got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{where}: expected an integer; got {value!r}")
+        return value
+    if tp is float:
+        return _as_float(value, where)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValidationError(f"{where}: expected a string; got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in the dataclasses, not the config
+
+
+def _as_float(value: Any, where: str) -> float:
+    # YAML 1.1 reads 3e-3 (no dot) as a string: accept numeric strings.
+    if isinstance(value, bool):
+        raise ValidationError(f"{where}: expected a number; got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: expected a number; got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValidationError(f"{where}: expected a finite number; got {value!r}")
+    return out
+
+
+def _check_values(config: ExperimentConfig) -> None:
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise ValidationError(f"seeds must be a non-empty list of distinct integers; got {config.seeds}")
+    if config.generations < 1:
+        raise ValidationError(f"generations must be at least 1; got {config.generations}")
+    if config.experts.method not in ("distill", "finetune"):
+        raise ValidationError(f"experts.method must be 'distill' or 'finetune'; got {config.experts.method!r}")
+    if config.large.train_on not in ("general", "pooled"):
+        raise ValidationError(f"large.train_on must be 'general' or 'pooled'; got {config.large.train_on!r}")
+    if config.large.epochs < 1 or config.experts.epochs < 1:
+        raise ValidationError(
+            f"large.epochs and experts.epochs must be at least 1; got {config.large.epochs} and {config.experts.epochs}"
+        )
+    if config.feedback.epochs < 0:
+        raise ValidationError(f"feedback.epochs must be >= 0 (0: no training, e.g. merging); got {config.feedback.epochs}")
+    if config.feedback.tolerance < 0:
+        raise ValidationError(f"feedback.tolerance must be >= 0; got {config.feedback.tolerance}")
+
+
+def _check_names(config: ExperimentConfig, source: str) -> None:
+    """Registry names must exist; the error suggests the closest."""
+    from crossfeed.data import SUITES
+    from crossfeed.feedback import STRATEGIES
+    from crossfeed.models import ARCHITECTURES
+
+    checks = [
+        (SUITES, config.suite.name, "suite.name"),
+        (ARCHITECTURES, config.large.module, "large.module"),
+        (ARCHITECTURES, config.experts.student.partition(":")[0], "experts.student"),
+        (STRATEGIES, config.feedback.strategy, "feedback.strategy"),
+        *((STRATEGIES, c.strategy, f"feedback.compare[{i}].strategy") for i, c in enumerate(config.feedback.compare)),
+    ]
+    for registry, name, where in checks:
+        try:
+            registry.get(name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{source}: {where}: {exc.args[0]}") from None
+    strategies = [(config.feedback.strategy, config.feedback.kwargs, "feedback.kwargs"),
+                  *((c.strategy, c.kwargs, f"feedback.compare[{i}].kwargs") for i, c in enumerate(config.feedback.compare))]
+    for name, kwargs, where in strategies:
+        try:
+            STRATEGIES.get(name)(**kwargs)
+        except TypeError as exc:
+            raise ValidationError(f"{source}: {where}: the {name!r} strategy does not take these arguments: {exc}") from None
