@@ -12,6 +12,7 @@ so ``except ValueError`` keeps working::
     ├── UnknownNameError(CrossfeedError, KeyError)       unknown registry / suite / layer name
     ├── DuplicateNameError(CrossfeedError, ValueError)   a name registered twice
     ├── ModelFileError(CrossfeedError, ValueError)       a model file that is missing or malformed
+    ├── MissingDataError(CrossfeedError, FileNotFoundError)  a dataset's files are not on this machine
     └── MissingDependencyError(CrossfeedError, ImportError)  an optional extra is not installed
 
 Messages say what was expected, what came, and how to fix it.
@@ -26,6 +27,7 @@ __all__ = [
     "DuplicateNameError",
     "EmptyDataError",
     "LabelMismatchError",
+    "MissingDataError",
     "MissingDependencyError",
     "ModelFileError",
     "NonNumericInputError",
@@ -84,3 +86,8 @@ def missing_dependency(module: str, extra: str) -> MissingDependencyError:
         f"this feature needs the optional package {module!r}, which is not installed; "
         f"install it with: pip install 'crossfeed[{extra}]'"
     )
+
+
+class MissingDataError(CrossfeedError, FileNotFoundError):
+    """A dataset's files are not on this machine; the message names them, where the loader looked
+    and how to get them."""

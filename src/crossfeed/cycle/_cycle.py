@@ -197,7 +197,7 @@ def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progre
     X_val, y_val = suite.pooled("val", names)
     model = TorchClassifier(
         c.module, module_kwargs=dict(c.module_kwargs) or None, epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay,
-        batch_size=c.batch_size, patience=c.patience, device=config.device, random_state=seed,
+        batch_size=c.batch_size, patience=c.patience, optimizer=c.optimizer, device=config.device, random_state=seed,
         callback=progress.training("large model", c.epochs),
     )
     model.fit(X, y, X_val=X_val, y_val=y_val)

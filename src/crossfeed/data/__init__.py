@@ -2,6 +2,7 @@
 
 from crossfeed.data._domain import Domain, DomainSuite
 from crossfeed.data._mnist1d import MNIST1D_DOMAINS, load_mnist1d
+from crossfeed.data._movielens import find_movielens, load_movielens, pooled_ratings
 from crossfeed.data._suites import SUITES, load_suite
 
 __all__ = [
@@ -9,6 +10,9 @@ __all__ = [
     "DomainSuite",
     "MNIST1D_DOMAINS",
     "SUITES",
+    "find_movielens",
     "load_mnist1d",
+    "load_movielens",
     "load_suite",
+    "pooled_ratings",
 ]
