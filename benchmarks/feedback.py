@@ -43,6 +43,7 @@ DATA_FREE: dict[str, tuple[str, dict[str, Any], str]] = {
     "control (continued training)": ("continued_training", {}, "distilled"),
     "multi_teacher_kd (domain known)": ("multi_teacher_kd", {"domain_known": True}, "distilled"),
     "multi_teacher_kd (domain unknown)": ("multi_teacher_kd", {"domain_known": False}, "distilled"),
+    "multi_teacher_kd (fine-tuned copies as experts)": ("multi_teacher_kd", {}, "same_arch"),
     "data_feedback": ("data_feedback", {"threshold": 0.8}, "distilled"),
     "ensemble_distill": ("ensemble_distill", {}, "distilled"),
     "multitask": ("multitask", {}, "distilled"),
@@ -58,7 +59,8 @@ DATA_FREE: dict[str, tuple[str, dict[str, Any], str]] = {
 UNTRAINED = {"merge: average", "merge: task arithmetic", "merge: TIES"}
 #: Setting (c): label -> (strategy, kwargs).
 SEQUENTIAL: dict[str, tuple[str, dict[str, Any]]] = {
-    "multi_teacher_kd": ("multi_teacher_kd", {}),
+    "sequential_kd (no protection)": ("sequential_kd", {}),
+    "multi_teacher_kd (general data every step)": ("multi_teacher_kd", {}),
     "data_feedback": ("data_feedback", {"threshold": 0.8}),
     "ewc": ("ewc", {}),
     "lwf": ("lwf", {}),

@@ -70,6 +70,49 @@ def spawn() -> str:
     return head + "\n\n" + spawn_bench.markdown_table(data["table"], args)
 
 
+def _pts(s: dict) -> str:
+    return f"{100 * s['median']:+.2f} [{100 * s['min']:+.2f}, {100 * s['max']:+.2f}]"
+
+
+def _abs(s: dict | None) -> str:
+    return "–" if s is None else f"{s['median']:.2f} [{s['min']:.2f}, {s['max']:.2f}]"
+
+
+def feedback() -> str:
+    data = json.loads((RESULTS / "feedback.json").read_text())
+    m, shifted, general = data["machine"], data["shifted_domains"], data["general_domain"]
+    head = (f"mnist1d, v0 = cnn1d large trained on the general domain ({general}) only; experts = tiny CNNs "
+            f"distilled from v0 and fine-tuned on their domain (merge, transfer_init: fine-tuned copies of v0); every "
+            f"feedback step {data['epochs']} epochs, lr 1e-3. Median [min, max] over seeds {data['seeds']}; "
+            f"{m['cpu']}, {m['cpu_count']} cores, torch {m['torch']}, commit {m['commit']}.")
+    v0 = " / ".join(f"{d} {100 * data['v0'][d]['median']:.1f}" for d in [general, *shifted])
+    ex = " / ".join(f"{d} {100 * data['experts']['distilled'][d]['median']:.1f}" for d in shifted)
+    ex2 = " / ".join(f"{d} {100 * data['experts']['same_arch'][d]['median']:.1f}" for d in shifted)
+    lines = [head, "", f"v0 test accuracy %: {v0}. Distilled tiny experts: {ex}. Fine-tuned copies: {ex2}.", "",
+             "Settings (a) and (b): absorption = (v1 − v0) / (expert − v0) per shifted domain ('–': the expert does "
+             "not beat v0 there), forgetting = v0 − v1 on the general domain in points (negative: improved).", "",
+             "| setting, strategy | mean shifted acc % | " + " | ".join(f"absorption {d}" for d in shifted)
+             + " | forgetting (pts) | seconds | raised every domain beyond spread |",
+             "|---|---|" + "---|" * len(shifted) + "---|---|---|"]
+    for label, row in data["table"].items():
+        if row["setting"] == "c":
+            continue
+        cells = [_abs(row["domains"][d]["absorption"]) for d in shifted]
+        lines.append(f"| {label} | {_acc(row['mean_shifted_accuracy'])} | " + " | ".join(cells)
+                     + f" | {_pts(row['forgetting'])} | {row['seconds']['median']:.1f} | "
+                     + ("yes" if row["raises_every_shifted_domain_beyond_spread"] else "no") + " |")
+    lines += ["", "Setting (c), domains one after another (" + " → ".join(shifted) + "): forgetting of an absorbed "
+              "domain = accuracy right after its step − at the end; general forgetting = v0 − final on the general domain.",
+              "", "| strategy | final mean shifted acc % | mean forgetting (pts) | general forgetting (pts) | seconds |",
+              "|---|---|---|---|---|"]
+    for label, row in data["table"].items():
+        if row["setting"] != "c":
+            continue
+        lines.append(f"| {label} | {_acc(row['final_mean_shifted_accuracy'])} | {_pts(row['mean_forgetting'])} | "
+                     f"{_pts(row['general_forgetting'])} | {row['seconds']['median']:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())

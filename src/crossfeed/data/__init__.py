@@ -1,6 +1,7 @@
 """Domains, suites and their loaders."""
 
 from crossfeed.data._domain import Domain, DomainSuite
+from crossfeed.data._fashion import FASHION_CLASSES, FASHION_DOMAINS, load_fashion, load_fashion_official
 from crossfeed.data._mnist1d import MNIST1D_DOMAINS, load_mnist1d
 from crossfeed.data._movielens import find_movielens, load_movielens, pooled_ratings
 from crossfeed.data._suites import SUITES, load_suite
@@ -8,9 +9,13 @@ from crossfeed.data._suites import SUITES, load_suite
 __all__ = [
     "Domain",
     "DomainSuite",
+    "FASHION_CLASSES",
+    "FASHION_DOMAINS",
     "MNIST1D_DOMAINS",
     "SUITES",
     "find_movielens",
+    "load_fashion",
+    "load_fashion_official",
     "load_mnist1d",
     "load_movielens",
     "load_suite",

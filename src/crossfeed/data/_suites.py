@@ -13,6 +13,30 @@ SUITES: Registry[Callable[..., DomainSuite]] = Registry("suite")
 SUITES.add("mnist1d", load_mnist1d)
 
 
+# The real-data suites import their modules (and optional dependencies) only when loaded.
+def _load_fashion(**kwargs: Any) -> DomainSuite:
+    from crossfeed.data._fashion import load_fashion
+
+    return load_fashion(**kwargs)
+
+
+def _load_amazon(**kwargs: Any) -> DomainSuite:
+    from crossfeed.data._amazon import load_amazon
+
+    return load_amazon(**kwargs)
+
+
+def _load_movielens(**kwargs: Any) -> DomainSuite:
+    from crossfeed.data._movielens import load_movielens
+
+    return load_movielens(**kwargs)
+
+
+SUITES.add("fashion", _load_fashion)
+SUITES.add("amazon", _load_amazon)
+SUITES.add("movielens", _load_movielens)
+
+
 def load_suite(name: str, seed: int = 0, **kwargs: Any) -> DomainSuite:
     """Load a built-in suite by name.
 
