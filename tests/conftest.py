@@ -29,3 +29,23 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 3, size=300)
     X = (centers[y] + rng.normal(size=(300, 6))).astype(np.float32)
     return X, y
+
+
+#: Skip reasons that mean "the data or an optional extra is not on this machine".
+_MISSING_DATA_REASONS = ("Fashion-MNIST files absent", "amazon review files are not in", "MovieLens-100K is not on this machine",
+                         "pip install 'crossfeed[text]'", "sentence-transformers is not installed")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CROSSFEED_REQUIRE_DATA=1 (set by .ci/run) a test skipped for missing data fails instead:
+    CI installs every dataset, so a skip there would hide a broken set-up."""
+    import os
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CROSSFEED_REQUIRE_DATA") == "1":
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if any(marker in reason for marker in _MISSING_DATA_REASONS):
+            report.outcome = "failed"
+            report.longrepr = f"CROSSFEED_REQUIRE_DATA=1 but the test was skipped: {reason}"
