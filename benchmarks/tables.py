@@ -121,6 +121,28 @@ def feedback() -> str:
     return "\n".join(lines)
 
 
+def cycle(name: str = "merge") -> str:
+    data = json.loads((RESULTS / f"cycle-{name}.json").read_text())
+    c, m = data["config"], data["machine"]
+    lines = [f"`{data['config_file'].removeprefix('../')}`: strategy {c['feedback']['strategy']} {c['feedback']['kwargs']}, experts "
+             f"{c['experts']['method']} ({c['experts']['student'] if c['experts']['method'] == 'distill' else 'copies of the large model'}), "
+             f"{c['generations']} generations, seeds {c['seeds']}, gate tolerance "
+             f"{100 * c['feedback']['tolerance']:.0f} points; {data['seconds']} s on {m['cpu']}, {m['cpu_count']} cores, "
+             f"commit {m['commit']}. Large model's test accuracy %, per seed and generation (kept: the gate refused the new model):", "",
+             "| seed | generation | " + " | ".join(data["summary"]["domains"]) + " |",
+             "|---|---|" + "---|" * len(data["summary"]["domains"])]
+    for seed in data["seeds"]:
+        for g in seed["generations"]:
+            kept = "" if g["accepted"] else " (kept)"
+            lines.append(f"| {seed['seed']} | {g['generation']}{kept} | "
+                         + " | ".join(f"{100 * g['accuracy']['large'][d]:.1f}" for d in seed["domains"]) + " |")
+    falls = data["falls"]
+    lines += ["", f"Falls from one generation to the next: {len(falls)}"
+              + ("" if not falls else " (" + "; ".join(f"seed {f['seed']} g{f['generation']} {f['domain']} {f['points']:+.1f}"
+                                                     for f in falls) + ")")]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())
