@@ -23,7 +23,7 @@ def test_demo_writes_every_output(tmp_path):
     assert [g["generation"] for g in cycle["generations"]] == [0, 1, 2]  # the feedback step and a second generation
     assert set(cycle["generations"][2]["accuracy"]) == {"large", "expert:noisy", "expert:sheared", "expert:shifted",
                                                         "expert:scaled"}
-    assert "data_feedback" in cycle["generations"][1]["compare"]
+    assert "multi_teacher_kd" in cycle["generations"][1]["compare"]
     assert (tmp_path / "heatmap_seed0.png").stat().st_size > 0 and (tmp_path / "absorption.png").exists()
     assert "Every model on every domain" in (tmp_path / "report.md").read_text()
 

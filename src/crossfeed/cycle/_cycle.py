@@ -195,8 +195,10 @@ def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progre
     names = [general] if c.train_on == "general" else suite.names
     X, y = suite.pooled("train", names)
     X_val, y_val = suite.pooled("val", names)
+    # A suite may supply arguments a config cannot hold (the amazon suite's vocabulary); the config wins.
+    kwargs = {**suite.meta.get("module_kwargs", {}).get(c.module, {}), **c.module_kwargs}
     model = TorchClassifier(
-        c.module, module_kwargs=dict(c.module_kwargs) or None, epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay,
+        c.module, module_kwargs=kwargs or None, epochs=c.epochs, lr=c.lr, weight_decay=c.weight_decay,
         batch_size=c.batch_size, patience=c.patience, optimizer=c.optimizer, device=config.device, random_state=seed,
         callback=progress.training("large model", c.epochs),
     )

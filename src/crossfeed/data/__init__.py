@@ -1,5 +1,6 @@
 """Domains, suites and their loaders."""
 
+from crossfeed.data._amazon import AMAZON_DOMAINS, load_amazon
 from crossfeed.data._domain import Domain, DomainSuite
 from crossfeed.data._fashion import FASHION_CLASSES, FASHION_DOMAINS, load_fashion, load_fashion_official
 from crossfeed.data._mnist1d import MNIST1D_DOMAINS, load_mnist1d
@@ -7,6 +8,7 @@ from crossfeed.data._movielens import find_movielens, load_movielens, pooled_rat
 from crossfeed.data._suites import SUITES, load_suite
 
 __all__ = [
+    "AMAZON_DOMAINS",
     "Domain",
     "DomainSuite",
     "FASHION_CLASSES",
@@ -14,6 +16,7 @@ __all__ = [
     "MNIST1D_DOMAINS",
     "SUITES",
     "find_movielens",
+    "load_amazon",
     "load_fashion",
     "load_fashion_official",
     "load_mnist1d",

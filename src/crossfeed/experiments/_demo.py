@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 LARGE, SMALL = "large_cnn", "tiny_cnn"
 
 #: The feedback cycle of the demo (``examples/demo.yaml`` is the same config, checked by a test):
-#: a general large model trained on the general domain only, a small distilled expert per shifted
-#: domain, two generations of multi-teacher distillation, data feedback compared beside it.
+#: a general large model trained on the general domain only; each generation, one fine-tuned copy
+#: of it per shifted domain (the experts), merged back by TIES and distilled (the best data-free
+#: strategy in benchmarks/feedback.py), with multi-teacher distillation compared beside it.
 DEMO_CYCLE: dict[str, Any] = {
     "name": "demo",
     "seeds": [0],
@@ -47,9 +48,9 @@ DEMO_CYCLE: dict[str, Any] = {
     "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 4000}},
     "large": {"module": "cnn1d", "module_kwargs": {"size": "large", "dropout": 0.2}, "epochs": 20, "lr": 0.002,
               "train_on": "general"},
-    "experts": {"method": "distill", "student": "cnn1d:tiny", "epochs": 10, "finetune_epochs": 10},
-    "feedback": {"strategy": "multi_teacher_kd", "kwargs": {"temperature": 2.0, "alpha": 0.9}, "epochs": 20,
-                 "lr": 0.001, "compare": [{"strategy": "data_feedback", "kwargs": {"threshold": 0.8}}]},
+    "experts": {"method": "finetune", "finetune_epochs": 10},
+    "feedback": {"strategy": "merge", "kwargs": {"method": "ties"}, "epochs": 15, "lr": 0.001,
+                 "compare": [{"strategy": "multi_teacher_kd", "kwargs": {"temperature": 2.0, "alpha": 0.9}}]},
     "generations": 2,
 }
 
@@ -62,7 +63,6 @@ def demo_cycle_config(*, seed: int = 0, device: str = "cpu", n_per_domain: int =
     data.update(seeds=[seed], device=device)
     data["suite"]["kwargs"]["n_per_domain"] = n_per_domain
     data["large"]["epochs"] = epochs
-    data["feedback"]["epochs"] = epochs
     return config_from_dict(data, source="demo")
 
 
