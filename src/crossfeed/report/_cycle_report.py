@@ -65,7 +65,7 @@ def absorption_png(absorption: dict[str, dict[str, dict[str, float]]], domains: 
     ax.axhline(0.0, color="black", lw=0.6)
     ax.set_xticks(range(len(domains)), domains)
     ax.set_ylabel("absorption (v1 - v0) / (expert - v0)")
-    ax.set_title("how much of each expert's lead the large model took over")
+    ax.set_title("how much of each expert's lead the large model took over (last generation)")
     ax.legend(fontsize=8)
     return png_bytes(fig)
 
@@ -113,7 +113,8 @@ def cycle_images(result: ExperimentResult) -> dict[str, bytes]:
     summary = result.summary()
     images: dict[str, bytes] = {f"heatmap_seed{c.seed}.png": heatmap_png(c) for c in result.cycles}
     if summary["absorption_last_generation"]:
-        images["absorption.png"] = absorption_png(summary["absorption_last_generation"], summary["domains"])
+        shifted = [d for d in summary["domains"] if d != summary["general_domain"]]
+        images["absorption.png"] = absorption_png(summary["absorption_last_generation"], shifted)
     return images
 
 
