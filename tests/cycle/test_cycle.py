@@ -43,8 +43,8 @@ def test_generations_are_checkpointed_and_measured(uninterrupted, tmp_path):
     assert result.large_matrix().shape == (3, 3)
     last = result.generations[-1]
     assert set(last.accuracy) == {"large", "expert:noisy", "expert:shifted"}
-    assert last.field_samples == {"default": 50, "noisy": 50, "shifted": 50}  # all field data by the last generation
-    assert result.generations[1].field_samples == {"default": 25, "noisy": 25, "shifted": 25}
+    assert last.field_samples == {"noisy": 50, "shifted": 50}  # all the experts' field data by the last generation
+    assert result.generations[1].field_samples == {"noisy": 25, "shifted": 25}
     assert last.feedback["strategy"] == "data_feedback"
     assert set(last.feedback["domains"]) == {"default", "noisy", "shifted"}
 
@@ -109,8 +109,10 @@ def test_resume_refuses_another_config_or_an_existing_run(uninterrupted, tmp_pat
     config = config_from_dict({**TINY, "generations": 1})
     run_cycle(config, seed=0, out=tmp_path)
     other = config_from_dict({**TINY, "generations": 1, "feedback": {**TINY["feedback"], "epochs": 5}})
-    with pytest.raises(ValidationError, match="different config"):
+    with pytest.raises(ValidationError, match=r"different config.*differs in: config.feedback.epochs"):
         run_cycle(other, seed=0, out=tmp_path)
+    renamed = config_from_dict({**TINY, "generations": 1, "name": "renamed", "seeds": [0, 5]})
+    assert run_cycle(renamed, seed=0, out=tmp_path).resumed_from == 1  # name and seed list do not matter
     with pytest.raises(ValidationError, match="already holds this run"):
         run_cycle(config, seed=0, out=tmp_path, resume=False)
     record = json.loads((tmp_path / "gen-001" / "generation.json").read_text())
@@ -143,12 +145,26 @@ def test_gate_keeps_the_previous_large_model_when_feedback_hurts(sabotage):
         list(gated.generations[1].accuracy["large"].values()))
 
 
+def test_resume_starts_at_the_first_missing_generation(uninterrupted, tmp_path):
+    import shutil
+
+    config = config_from_dict(TINY)
+    run_cycle(config, seed=0, out=tmp_path)
+    shutil.rmtree(tmp_path / "gen-001")  # a middle generation deleted (e.g. its record was corrupt)
+    assert finished_generations(tmp_path) == [0]
+    resumed = run_cycle(config, seed=0, out=tmp_path)
+    assert resumed.resumed_from == 0 and accuracies(resumed) == accuracies(uninterrupted)
+
+
 def test_field_batches_and_missing_field_data(small_suite):
     first = field_batches(small_suite, 1, 3)
     assert all(len(a.X_field) == len(b.X_field) // 3 for a, b in zip(first, small_suite))
     assert all(np.array_equal(a.X_field, b.X_field[: len(a.X_field)]) for a, b in zip(first, small_suite))
     with pytest.raises(EmptyDataError, match="field samples"):
         field_batches(small_suite, 1, 10_000)
+    only = field_batches(small_suite, 1, 2, ["noisy"])
+    assert len(only["noisy"].X_field) == len(small_suite["noisy"].X_field) // 2
+    assert only["default"] is small_suite["default"]  # other domains are left as they are
 
 
 def test_cycle_result_is_json_ready(uninterrupted):

@@ -76,3 +76,8 @@ def test_there_are_examples_for_the_demo_and_every_strategy():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_config_loads(path):
     assert isinstance(load_config(path), ExperimentConfig)
+
+
+def test_compared_strategies_need_distinct_names():
+    with pytest.raises(ValidationError, match="different strategies"):
+        config_from_dict({"feedback": {"strategy": "merge", "compare": [{"strategy": "merge"}]}})

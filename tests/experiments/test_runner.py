@@ -51,6 +51,11 @@ def test_cli_run_and_its_errors(tmp_path):
     assert again.exit_code == 0 and "resuming after generation 1" in again.output
     refused = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"), "--no-resume"])
     assert refused.exit_code == 2 and "already holds this run" in refused.output
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**TINY, "seeds": [0], "name": "other", "generations": 2}))
+    clash = runner.invoke(app, ["run", str(other), "--out", str(tmp_path / "out")])
+    assert clash.exit_code == 2 and "another experiment" in clash.output
+    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["name"] == "tiny-run"  # left as it was
     bad = tmp_path / "bad.yaml"
     bad.write_text("feedback: {strategy: multi_teacher}\n")
     res = runner.invoke(app, ["run", str(bad)])

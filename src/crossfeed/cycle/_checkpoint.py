@@ -30,14 +30,11 @@ def generation_dir(root: Path, generation: int) -> Path:
 
 
 def finished_generations(root: Path) -> list[int]:
-    """Generations with a complete checkpoint under ``root``, ascending."""
-    if not root.is_dir():
-        return []
+    """Generations 0..k with a complete checkpoint under ``root`` (a run resumes after the first gap)."""
     done = []
-    for path in root.glob("gen-[0-9][0-9][0-9]"):
-        if (path / "generation.json").is_file():
-            done.append(int(path.name[4:]))
-    return sorted(done)
+    while (generation_dir(root, len(done)) / "generation.json").is_file():
+        done.append(len(done))
+    return done
 
 
 def prepare_run_dir(root: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
@@ -51,10 +48,12 @@ def prepare_run_dir(root: Path, fingerprint: dict[str, Any], *, resume: bool) ->
             recorded = json.loads(run_file.read_text())
         except json.JSONDecodeError as exc:
             raise ModelFileError(f"{run_file} is corrupt ({exc}); remove the folder {root} to start over") from exc
+        fingerprint = json.loads(json.dumps(fingerprint))  # tuples and lists compare as JSON does
         if recorded != fingerprint:
+            differ = sorted(_differences(recorded, fingerprint))
             raise ValidationError(
-                f"{root} holds a run of a different config or seed; use another output folder, or delete "
-                f"{root} to start this one from scratch"
+                f"{root} holds a run of a different config or seed (differs in: {', '.join(differ)}); use another "
+                f"output folder, or delete {root} to start this one from scratch"
             )
         if not resume:
             raise ValidationError(
@@ -65,6 +64,13 @@ def prepare_run_dir(root: Path, fingerprint: dict[str, Any], *, resume: bool) ->
         shutil.rmtree(leftover, ignore_errors=True)
     if not run_file.exists():
         atomic_write_bytes(run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(a.keys() | b.keys()) for d in _differences(a.get(k), b.get(k), f"{path}.{k}".lstrip("."))]
+    return [] if a == b else [path or "(root)"]
 
 
 def save_generation(

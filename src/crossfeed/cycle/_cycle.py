@@ -16,8 +16,9 @@ Generation 0 trains the large model (on the general domain, or pooled). Each gen
 5. **measure** every model (large and experts) on every domain's test split, and checkpoint the
    generation atomically (:mod:`crossfeed.cycle._checkpoint`).
 
-Every random choice of generation ``g`` is seeded from ``(seed, g)``, and a checkpoint holds the
-exact weights, so a run resumed after a kill reaches the results of an uninterrupted one.
+Every random choice of generation ``g`` is seeded from ``(seed, g, role)`` (spawning, feedback),
+and a checkpoint holds the exact weights, so a run resumed after a kill reaches the results of an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from crossfeed.exceptions import EmptyDataError
 from crossfeed.experiments._config import ExperimentConfig, config_to_dict
 from crossfeed.experiments._progress import Progress, SilentProgress
 from crossfeed.feedback import FeedbackReport, absorb
+from crossfeed.feedback._base import general_name
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import finetune, spawn_experts
 
@@ -104,11 +106,18 @@ class CycleResult:
                 "resumed_from": self.resumed_from, "generations": [g.to_dict() for g in self.generations]}
 
 
-def field_batches(suite: DomainSuite, generation: int, generations: int) -> DomainSuite:
+def field_batches(
+    suite: DomainSuite, generation: int, generations: int, domains: list[str] | None = None
+) -> DomainSuite:
     """The suite as generation ``generation`` sees it: the first ``generation`` of ``generations``
-    equal batches of every domain's field data (the rest has not arrived yet)."""
-    domains = []
+    equal batches of the field data of ``domains`` (default: all; the rest has not arrived yet).
+    Other domains are left as they are."""
+    chosen = set(suite.names if domains is None else domains)
+    out = []
     for d in suite:
+        if d.name not in chosen:
+            out.append(d)
+            continue
         if d.X_field is None or len(d.X_field) < generations:
             raise EmptyDataError(
                 f"domain {d.name!r} has {0 if d.X_field is None else len(d.X_field)} field samples; the cycle needs at "
@@ -116,8 +125,8 @@ def field_batches(suite: DomainSuite, generation: int, generations: int) -> Doma
             )
         n = len(d.X_field) * generation // generations
         y_field = None if d.y_field is None else d.y_field[:n]
-        domains.append(dataclasses.replace(d, X_field=d.X_field[:n], y_field=y_field))
-    return DomainSuite.from_domains(suite.name, domains, meta=suite.meta)
+        out.append(dataclasses.replace(d, X_field=d.X_field[:n], y_field=y_field))
+    return DomainSuite.from_domains(suite.name, out, meta=suite.meta)
 
 
 def run_cycle(
@@ -155,7 +164,7 @@ def run_cycle(
     if suite is None:
         progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
-    general = suite.meta.get("general_domain", suite.names[0])
+    general = general_name(suite)
     expert_domains = config.experts.domains or [n for n in suite.names if n != general]
     for name in expert_domains:
         suite[name]  # unknown names raise with the list of domains
@@ -163,7 +172,7 @@ def run_cycle(
 
     start_gen, large, history = 0, None, []
     if root is not None:
-        prepare_run_dir(root, {"config": config_to_dict(config), "seed": seed}, resume=resume)
+        prepare_run_dir(root, run_fingerprint(config, seed), resume=resume)
         done = finished_generations(root)
         if done:
             large, _, _ = load_generation(root, done[-1])
@@ -189,9 +198,17 @@ def run_cycle(
     return result
 
 
+def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
+    """What a seed's checkpoints depend on: the config without its name, seed list and device, and the seed."""
+    data = config_to_dict(config)
+    for key in ("name", "seeds", "device"):
+        data.pop(key)
+    return {"config": data, "seed": seed}
+
+
 def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progress: Progress) -> TorchClassifier:
     c = config.large
-    general = suite.meta.get("general_domain", suite.names[0])
+    general = general_name(suite)
     names = [general] if c.train_on == "general" else suite.names
     X, y = suite.pooled("train", names)
     X_val, y_val = suite.pooled("val", names)
@@ -211,25 +228,25 @@ def _generation(
     config: ExperimentConfig, full: DomainSuite, g: int, large: TorchClassifier, expert_domains: list[str],
     seed: int, progress: Progress,
 ) -> tuple[TorchClassifier, dict[str, TorchClassifier], GenerationResult]:
-    gen_seed = seed * 1000 + g
-    suite = field_batches(full, g, config.generations)
+    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
+    suite = field_batches(full, g, config.generations, expert_domains)
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
     progress.stage(f"generation {g}: spawning {len(expert_domains)} experts")
     e = config.experts
     if e.method == "finetune":
-        experts = {name: finetune(large, suite[name], freeze=e.freeze, epochs=e.finetune_epochs, random_state=gen_seed + i)
+        experts = {name: finetune(large, suite[name], freeze=e.freeze, epochs=e.finetune_epochs, random_state=spawn_seed + i)
                    for i, name in enumerate(expert_domains)}
     else:
         experts = spawn_experts(large, suite, student=e.student, temperature=e.temperature, alpha=e.alpha,
                                 epochs=e.epochs, finetune_epochs=e.finetune_epochs, freeze=e.freeze,
-                                domains=expert_domains, random_state=gen_seed)
+                                domains=expert_domains, random_state=spawn_seed)
     seconds["spawn"] = time.perf_counter() - t0
 
     f = config.feedback
     progress.stage(f"generation {g}: feedback ({f.strategy})")
-    settings = {"epochs": f.epochs, "lr": f.lr, "random_state": gen_seed, "keep_weaker_experts": f.keep_weaker_experts}
+    settings = {"epochs": f.epochs, "lr": f.lr, "random_state": feedback_seed, "keep_weaker_experts": f.keep_weaker_experts}
     new, report = absorb(large, experts, suite, f.strategy, **settings, **f.kwargs)
     seconds["feedback"] = report.wall_seconds
     compare = {}
@@ -251,9 +268,14 @@ def _generation(
     accuracy.update({f"expert:{name}": _accuracy(model, suite, "test") for name, model in experts.items()})
     record = GenerationResult(
         g, accuracy, new_val, feedback=_report_dict(report), compare=compare, accepted=accepted,
-        field_samples={d.name: len(d.X_field) for d in suite}, seconds=seconds,
+        field_samples={name: len(suite[name].X_field) for name in expert_domains}, seconds=seconds,
     )
     return new, experts, record
+
+
+def _derive_seed(seed: int, generation: int, role: int) -> int:
+    """A seed of its own for each (run seed, generation, role): no two steps share a random stream."""
+    return int(np.random.SeedSequence([seed, generation, role]).generate_state(1)[0] >> 1)
 
 
 def _accuracy(model: Any, suite: DomainSuite, split: str) -> dict[str, float]:

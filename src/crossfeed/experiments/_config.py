@@ -272,6 +272,12 @@ def _check_values(config: ExperimentConfig) -> None:
         )
     if config.feedback.epochs < 0:
         raise ValidationError(f"feedback.epochs must be >= 0 (0: no training, e.g. merging); got {config.feedback.epochs}")
+    names = [config.feedback.strategy, *(c.strategy for c in config.feedback.compare)]
+    if len(set(names)) != len(names):
+        raise ValidationError(
+            f"feedback.strategy and feedback.compare must name different strategies (results are keyed by name); "
+            f"got {names}. Compare other settings of one strategy in separate configs"
+        )
     if config.feedback.tolerance < 0:
         raise ValidationError(f"feedback.tolerance must be >= 0; got {config.feedback.tolerance}")
 

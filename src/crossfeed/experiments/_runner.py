@@ -81,8 +81,7 @@ def run_experiment(
     progress = progress or SilentProgress()
     root = Path(out) if out is not None else None
     if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
-        save_config(config, root / "config.yaml")
+        _claim(root, config)
     start = time.perf_counter()
     cycles = []
     for seed in config.seeds:
@@ -94,6 +93,24 @@ def run_experiment(
         atomic_write_bytes(root / "results.json", json.dumps(result.to_dict(), indent=2).encode())
         write_experiment_report(result, root)
     return result
+
+
+def _claim(root: Path, config: ExperimentConfig) -> None:
+    """Write ``config.yaml`` into a new output folder; refuse a folder that holds another experiment."""
+    from crossfeed.exceptions import ValidationError
+    from crossfeed.experiments._config import load_config
+
+    path = root / "config.yaml"
+    if path.exists():
+        recorded = load_config(path)
+        if recorded != config:
+            raise ValidationError(
+                f"{root} holds the results of another experiment ({recorded.name!r}, see {path}); use another "
+                "output folder (--out), or delete it to start over"
+            )
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(config, path)
 
 
 def _spread(values: Any) -> dict[str, float]:

@@ -188,7 +188,7 @@ def trim_top_k(tau: Mapping[str, torch.Tensor], density: float) -> dict[str, tor
     keys = list(tau)
     flat = torch.cat([tau[k].reshape(-1) for k in keys]) if keys else torch.zeros(0)
     k = math.ceil(density * flat.numel())
-    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     mask[torch.sort(flat.abs(), descending=True, stable=True).indices[:k]] = True
     out, start = {}, 0
     for name in keys:

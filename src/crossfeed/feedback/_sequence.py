@@ -110,6 +110,8 @@ def absorb_sequence(
     >>> report.mean_forgetting()                                                         # doctest: +SKIP
     """
     strat = resolve_strategy(strategy, strategy_kwargs)
+    if not experts:
+        raise ValidationError("experts must be a non-empty mapping of domain name -> fitted classifier")
     names = [n for n in suite.names if n in experts] if order is None else list(order)
     if sorted(names) != sorted(experts) or len(set(names)) != len(names):
         raise ValidationError(
