@@ -104,10 +104,6 @@ def load_record(root: Path, generation: int) -> dict[str, Any]:
         raise ModelFileError(f"{path} is missing or corrupt ({exc}); delete {path.parent} to recompute it") from exc
 
 
-def load_generation(root: Path, generation: int) -> tuple[TorchClassifier, dict[str, TorchClassifier], dict[str, Any]]:
-    """The large model, the experts and the record of a finished generation."""
-    path = generation_dir(root, generation)
-    record = load_record(root, generation)
-    experts_dir = path / "experts"
-    experts = {p.name: load_model(p) for p in sorted(experts_dir.iterdir())} if experts_dir.is_dir() else {}
-    return load_model(path / "large"), experts, record
+def load_large(root: Path, generation: int) -> TorchClassifier:
+    """The large model of a finished generation (the experts stay on disk for inspection)."""
+    return load_model(generation_dir(root, generation) / "large")

@@ -35,7 +35,7 @@ import numpy as np
 
 from crossfeed.cycle._checkpoint import (
     finished_generations,
-    load_generation,
+    load_large,
     load_record,
     prepare_run_dir,
     save_generation,
@@ -175,7 +175,7 @@ def run_cycle(
         prepare_run_dir(root, run_fingerprint(config, seed), resume=resume)
         done = finished_generations(root)
         if done:
-            large, _, _ = load_generation(root, done[-1])
+            large = load_large(root, done[-1])
             history = [GenerationResult.from_dict(load_record(root, g)) for g in done]
             start_gen = done[-1] + 1
             progress.stage(f"resuming after generation {done[-1]} from {root}")
