@@ -68,5 +68,5 @@ def test_an_expert_weaker_than_the_large_model_is_replaced_by_it(v0, experts, su
     assert set(replaced.info["replaced_experts"]) == {"noisy"} and kept.info["replaced_experts"] == {}
     row = replaced.info["replaced_experts"]["noisy"]
     assert row["expert_val_accuracy"] <= row["large_val_accuracy"]
-    # measured (seed 0): noisy 0.448 -> 0.464 replaced, 0.448 -> 0.276 kept
+    # measured (seed 0): noisy 0.468 -> 0.496 replaced, 0.468 -> 0.396 kept
     assert replaced.domains["noisy"].acc_v1 > kept.domains["noisy"].acc_v1 + 0.05
