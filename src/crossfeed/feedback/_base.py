@@ -35,13 +35,16 @@ class TrainingData:
     Attributes
     ----------
     X : array of shape (n_samples, n_features)
-    y : array of shape (n_samples,), labels in the large model's ``classes_``, or ``-1`` for
-        unlabelled rows (those need ``soft_targets`` or a hook that supplies their targets).
+    y : array of shape (n_samples,), labels in the large model's ``classes_``; unlabelled rows
+        (which need ``soft_targets`` or a hook that supplies their targets) hold any placeholder
+        and are marked by ``labelled_mask`` (or, without a mask, by the label ``-1``).
     soft_targets : array of shape (n_samples, n_classes), optional
         Probability targets (columns in the order of ``classes_``) that replace the hard labels.
     sample_weight : array of shape (n_samples,), optional
     info : dict, what the strategy wants reported (e.g. pseudo-labels kept per domain); keys that
         start with ``_`` carry data from ``prepare`` to ``hooks`` and are not reported.
+    labelled_mask : array of bool of shape (n_samples,), optional; False on unlabelled rows (see
+        :func:`with_unlabelled`). Works for any label type, string labels and a real class ``-1`` included.
     """
 
     X: np.ndarray
@@ -49,6 +52,7 @@ class TrainingData:
     soft_targets: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    labelled_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.X)
@@ -60,11 +64,31 @@ class TrainingData:
             raise ValidationError(f"TrainingData: X has {n} rows but soft_targets has {len(self.soft_targets)}")
         if self.sample_weight is not None and len(self.sample_weight) != n:
             raise ValidationError(f"TrainingData: X has {n} rows but sample_weight has {len(self.sample_weight)}")
+        if self.labelled_mask is not None and len(self.labelled_mask) != n:
+            raise ValidationError(f"TrainingData: X has {n} rows but labelled_mask has {len(self.labelled_mask)}")
 
     @property
     def labelled(self) -> np.ndarray:
         """Boolean mask of shape (n_samples,): rows with a hard label."""
+        if self.labelled_mask is not None:
+            return np.asarray(self.labelled_mask, dtype=bool)
         return np.asarray(self.y) != UNLABELLED
+
+
+def with_unlabelled(y: Any, n_unlabelled: int, placeholder: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``y`` followed by ``n_unlabelled`` unlabelled rows, and the mask of the labelled ones.
+
+    The unlabelled rows hold ``placeholder`` (pass a valid class, e.g. ``large.classes_[0]``): the
+    mask, not the value, marks them, so any label type works.
+
+    Example
+    -------
+    >>> with_unlabelled(np.array(["cat", "dog"]), 2, "cat")
+    (array(['cat', 'dog', 'cat', 'cat'], dtype='<U3'), array([ True,  True, False, False]))
+    """
+    y = np.asarray(y)
+    filler = np.full(n_unlabelled, placeholder, dtype=y.dtype if y.size else None)
+    return np.concatenate([y, filler]), np.concatenate([np.ones(len(y), bool), np.zeros(n_unlabelled, bool)])
 
 
 class FeedbackStrategy:

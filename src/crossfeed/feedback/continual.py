@@ -38,12 +38,12 @@ from torch.func import functional_call, jacrev, vmap
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.feedback._base import (
-    UNLABELLED,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
+    with_unlabelled,
 )
 from crossfeed.spawn._distill_hook import teacher_logits
 from crossfeed.spawn._kd import _check_temperature, kd_loss
@@ -277,8 +277,9 @@ class SequentialKD(FeedbackStrategy):
         X, targets, counts = self._field_targets(experts, suite)
         X_all, targets_all = self._with_memory(X, targets)
         _check_covers_classes(targets_all, large.classes_, f"the field data of {sorted(experts)}")
-        y = np.full(len(X_all), UNLABELLED)
-        return TrainingData(X_all, y, soft_targets=targets_all, info={"field_samples": counts})
+        y, labelled = with_unlabelled(large.classes_[:0], len(X_all), large.classes_[0])
+        return TrainingData(X_all, y, soft_targets=targets_all, info={"field_samples": counts},
+                            labelled_mask=labelled)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:

@@ -20,12 +20,12 @@ import torch
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
-    UNLABELLED,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
+    with_unlabelled,
 )
 from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
 from crossfeed.spawn._kd import _check_temperature
@@ -142,11 +142,11 @@ class EnsembleDistill(FeedbackStrategy):
         n_gen = len(X_gen)
         on_general = teacher_logits(large, X_gen) if self.general_teacher == "large" else teacher[:n_gen]
         logits = np.concatenate([on_general] + [teacher[n_gen:]] * self.field_repeats).astype(np.float32)
-        y = np.concatenate([np.asarray(y_gen), np.full(len(X) - n_gen, UNLABELLED)])
+        y, labelled = with_unlabelled(y_gen, len(X) - n_gen, large.classes_[0])
         info = {"field_samples": {n: len(fields[n]) for n in experts},
                 "members": [f"expert:{n}" for n in experts] + (["large"] if self.include_large else []),
                 "_teacher_logits": logits}
-        return TrainingData(X, y, info=info)
+        return TrainingData(X, y, info=info, labelled_mask=labelled)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:

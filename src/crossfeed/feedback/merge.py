@@ -43,12 +43,12 @@ from torch.optim.swa_utils import update_bn
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.feedback._base import (
-    UNLABELLED,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
+    with_unlabelled,
 )
 from crossfeed.feedback._merging import (
     _check_density,
@@ -136,12 +136,12 @@ class Merge(FeedbackStrategy):
                 parts_X.append(flat(X_field))
                 parts_t.append(np.asarray(expert.predict_proba(flat(X_field)), dtype=np.float32))
         X = np.concatenate(parts_X)
-        y = np.concatenate([y_gen, np.full(len(X) - len(X_gen), UNLABELLED)])
+        y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
         info = {"method": self.method, "lam": lam, "bn_stats": self.bn_stats, "experts": list(experts),
                 "relative_distance": _distances(large, experts)}
         if self.method == "ties":
             info["density"] = float(self.density)
-        return TrainingData(X, y, soft_targets=np.concatenate(parts_t), info={"merge": info})
+        return TrainingData(X, y, soft_targets=np.concatenate(parts_t), info={"merge": info}, labelled_mask=labelled)
 
     def initial_module(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> nn.Module:
         lam = self._validate()

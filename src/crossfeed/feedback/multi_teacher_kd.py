@@ -22,12 +22,12 @@ import torch
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
-    UNLABELLED,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
+    with_unlabelled,
 )
 from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
 from crossfeed.spawn._kd import _check_temperature, soft_targets
@@ -116,9 +116,9 @@ class MultiTeacherKD(FeedbackStrategy):
             parts_t += [t] * self.field_repeats
             kept[name] = len(X_field)
         X = np.concatenate(parts_X)
-        y = np.concatenate([np.asarray(y_gen), np.full(len(X) - len(X_gen), UNLABELLED)])
+        y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
         info = {"field_samples": kept, "_teacher_logits": np.concatenate(parts_t).astype(np.float32)}
-        return TrainingData(X, y, info=info)
+        return TrainingData(X, y, info=info, labelled_mask=labelled)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:

@@ -23,12 +23,12 @@ from torch import nn
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
-    UNLABELLED,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
+    with_unlabelled,
 )
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn._distill_hook import teacher_logits
@@ -194,10 +194,10 @@ class MultiTask(FeedbackStrategy):
             parts_t.append(teacher_logits(experts[name], X_field))
             counts[name] = len(X_field)
         X = np.concatenate(parts_X)
-        y = np.concatenate([np.asarray(y_gen), np.full(len(X) - len(X_gen), UNLABELLED)])
+        y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
         info = {"field_samples": counts, "_domain_index": np.concatenate(parts_d),
                 "_teacher_logits": np.concatenate(parts_t).astype(np.float32)}
-        return TrainingData(X, y, info=info)
+        return TrainingData(X, y, info=info, labelled_mask=labelled)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:
