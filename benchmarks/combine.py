@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from _common import machine, summary, write
 from crossfeed.data import load_suite
 from crossfeed.evaluate import label_indices, score_all
-from crossfeed.experiments._demo import LARGE, cascade_summary, evaluate_model, fit_combiners, train_members
+from crossfeed.experiments._demo import LARGE, combine_and_evaluate, train_members
 
 
 def run_seed(seed: int, n_per_domain: int, epochs: int) -> dict[str, Any]:
@@ -31,13 +31,7 @@ def run_seed(seed: int, n_per_domain: int, epochs: int) -> dict[str, Any]:
     X_val, y_val = suite.pooled("val")
     X_test, y_test = suite.pooled("test")
     members, fit_s = train_members(suite, seed=seed, epochs=epochs)
-    combiners, comb_s = fit_combiners(members, X_val, y_val, X_test, seed=seed)
-    fit_s.update(comb_s)
-    records = {
-        name: evaluate_model(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_s[name])
-        for name, model in [*members.items(), *combiners.items()]
-    }
-    cascade, _ = cascade_summary(combiners["cascade"], members, suite, list(records.values()))
+    records, cascade, _ = combine_and_evaluate(members, fit_s, suite, seed=seed)
 
     frozen = [(name, FrozenEstimator(m)) for name, m in members.items()]
     peers = {

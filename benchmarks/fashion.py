@@ -11,7 +11,7 @@ decay 1e-2, batch 128, one thread.
   regression on the large CNN's trunk features: the large model extracts features, the small
   model classifies). Combiners (mean, weighted, caruana, stacking, and a cascade tiny -> large
   calibrated to the large model's validation accuracy) are fitted on the pooled validation data
-  with the members frozen (``crossfeed.experiments._demo.fit_combiners``); all scored on the pooled
+  with the members frozen (``crossfeed.experiments._demo.combine_and_evaluate``); all scored on the pooled
   test set and per domain.
 - spawn: a tiny CNN distilled from the large one (T=4, alpha=0.9, pooled field data as transfer
   data) against the same tiny CNN from scratch (the ``tiny_cnn`` member: same epochs, no early
@@ -49,13 +49,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crossfeed.data import load_suite
-from crossfeed.experiments._demo import (
-    LARGE,
-    SMALL,
-    cascade_summary,
-    evaluate_model,
-    fit_combiners,
-)
+from crossfeed.experiments._demo import LARGE, SMALL, combine_and_evaluate, evaluate_model
 from crossfeed.feedback import FeedbackStrategy, absorb
 from crossfeed.models import TorchClassifier
 from crossfeed.models._features import feature_head
@@ -103,16 +97,8 @@ def train_members(suite, seed: int, args: argparse.Namespace) -> tuple[dict[str,
 
 
 def combine_section(suite, seed: int, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    X_val, y_val = suite.pooled("val")
-    X_test, _ = suite.pooled("test")
     members, fit_s = train_members(suite, seed, args)
-    combiners, comb_s = fit_combiners(members, X_val, y_val, X_test, seed=seed)
-    fit_s.update(comb_s)
-    records = {
-        name: evaluate_model(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_s[name])
-        for name, model in [*members.items(), *combiners.items()]
-    }
-    cascade, _ = cascade_summary(combiners["cascade"], members, suite, list(records.values()))
+    records, cascade, _ = combine_and_evaluate(members, fit_s, suite, seed=seed)
     best_member = max((r for r in records.values() if r["kind"] == "member"), key=lambda r: r["accuracy"])
     best_comb = max((r for r in records.values() if r["kind"] == "combiner"), key=lambda r: r["accuracy"])
     out = {

@@ -33,7 +33,7 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.experiments._config", "crossfeed.feedback._merging",
                                     "crossfeed.feedback.merge", "crossfeed.feedback.transfer_init",
                                     "crossfeed.feedback.ensemble_distill", "crossfeed.feedback.multi_teacher_kd",
-                                    "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._fashion",
+                                    "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._domain", "crossfeed.data._fashion",
                                     "crossfeed.models._cnn2d", "crossfeed.models._features", "crossfeed.models._recsys",
                                     "crossfeed.data._movielens"])
 def test_docstring_examples_run(module):

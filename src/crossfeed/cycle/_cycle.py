@@ -48,6 +48,7 @@ from crossfeed.feedback import FeedbackReport, absorb
 from crossfeed.feedback._base import general_name
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import finetune, spawn_experts
+from crossfeed.spawn._experts import domain_accuracy
 
 __all__ = ["CycleResult", "GenerationResult", "field_batches", "run_cycle"]
 
@@ -186,8 +187,8 @@ def run_cycle(
         if g == 0:
             progress.stage("generation 0: training the large model")
             large = _train_large(config, suite, seed, progress)
-            record = GenerationResult(0, {"large": _accuracy(large, suite, "test")}, _accuracy(large, suite, "val"),
-                                      seconds={"train_large": time.perf_counter() - t0})
+            record = GenerationResult(0, {"large": domain_accuracy(large, suite, "test")},
+                                      domain_accuracy(large, suite, "val"), seconds={"train_large": time.perf_counter() - t0})
             experts: dict[str, TorchClassifier] = {}
         else:
             large, experts, record = _generation(config, suite, g, large, expert_domains, seed, progress)
@@ -256,7 +257,7 @@ def _generation(
         compare[c.strategy] = _report_dict(other)
         seconds[f"compare:{c.strategy}"] = other.wall_seconds
 
-    old_val, new_val = _accuracy(large, suite, "val"), _accuracy(new, suite, "val")
+    old_val, new_val = domain_accuracy(large, suite, "val"), domain_accuracy(new, suite, "val")
     accepted = not f.gate or all(new_val[d] >= old_val[d] - f.tolerance for d in suite.names)
     if not accepted:
         worst = min(suite.names, key=lambda d: new_val[d] - old_val[d])
@@ -264,8 +265,8 @@ def _generation(
                        f"{100 * old_val[worst]:.1f}% -> {100 * new_val[worst]:.1f}% on validation)")
         new, new_val = large, old_val
 
-    accuracy = {"large": _accuracy(new, suite, "test")}
-    accuracy.update({f"expert:{name}": _accuracy(model, suite, "test") for name, model in experts.items()})
+    accuracy = {"large": domain_accuracy(new, suite, "test")}
+    accuracy.update({f"expert:{name}": domain_accuracy(model, suite, "test") for name, model in experts.items()})
     record = GenerationResult(
         g, accuracy, new_val, feedback=_report_dict(report), compare=compare, accepted=accepted,
         field_samples={name: len(suite[name].X_field) for name in expert_domains}, seconds=seconds,
@@ -276,14 +277,6 @@ def _generation(
 def _derive_seed(seed: int, generation: int, role: int) -> int:
     """A seed of its own for each (run seed, generation, role): no two steps share a random stream."""
     return int(np.random.SeedSequence([seed, generation, role]).generate_state(1)[0] >> 1)
-
-
-def _accuracy(model: Any, suite: DomainSuite, split: str) -> dict[str, float]:
-    out = {}
-    for d in suite:
-        X, y = d.split(split)
-        out[d.name] = float(np.mean(model.predict(X) == y))
-    return out
 
 
 def _report_dict(report: FeedbackReport) -> dict[str, Any]:

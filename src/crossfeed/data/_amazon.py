@@ -37,8 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from crossfeed.data._cache import cache_dir
-from crossfeed.data._domain import Domain, DomainSuite
-from crossfeed.data._mnist1d import SPLIT_FRACTIONS
+from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import MissingDataError, ValidationError
 
 __all__ = [
@@ -201,17 +200,6 @@ def _subsample(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(np.concatenate(parts))
 
 
-def _split_indices(y: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Stratified train / val / test / field indices in the shares of ``SPLIT_FRACTIONS``."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in SPLIT_FRACTIONS}
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        bounds = np.cumsum([round(f * len(idx)) for f in SPLIT_FRACTIONS.values()])[:-1]
-        for key, chunk in zip(SPLIT_FRACTIONS, np.split(idx, bounds)):
-            parts[key].append(chunk)
-    return {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
-
-
 def load_amazon(
     seed: int = 0,
     *,
@@ -279,7 +267,7 @@ def load_amazon(
         if n_per_domain is not None and n_per_domain < len(y):
             keep = _subsample(y, n_per_domain, rng)
             texts, y = [texts[j] for j in keep], y[keep]
-        splits = _split_indices(y, rng)
+        splits = stratified_split(y, rng)
         split_texts[name] = {k: [texts[j] for j in idx] for k, idx in splits.items()}
         split_labels[name] = {k: y[idx] for k, idx in splits.items()}
 

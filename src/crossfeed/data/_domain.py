@@ -10,6 +10,27 @@ import numpy as np
 from crossfeed.exceptions import EmptyDataError, LabelMismatchError, UnknownNameError, ValidationError
 
 SPLITS = ("train", "val", "test")
+#: Default shares of a domain's samples going to train / val / test / field (every built-in suite).
+SPLIT_FRACTIONS = {"train": 0.5, "val": 0.125, "test": 0.25, "field": 0.125}
+
+
+def stratified_split(strata: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Positions of ``strata`` split into train / val / test / field in the shares of ``SPLIT_FRACTIONS``,
+    within every stratum (a class, a star rating), each split shuffled.
+
+    Example
+    -------
+    >>> parts = stratified_split(np.repeat([0, 1], 8), np.random.default_rng(0))
+    >>> {k: len(v) for k, v in parts.items()}
+    {'train': 8, 'val': 2, 'test': 4, 'field': 2}
+    """
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in SPLIT_FRACTIONS}
+    for value in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == value))
+        bounds = np.cumsum([round(f * len(idx)) for f in SPLIT_FRACTIONS.values()])[:-1]
+        for key, chunk in zip(SPLIT_FRACTIONS, np.split(idx, bounds)):
+            parts[key].append(chunk)
+    return {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,20 @@ class Domain:
                 )
         if self.X_field is not None and self.y_field is not None and len(self.X_field) != len(self.y_field):
             raise ValidationError(f"domain {self.name!r}: X_field and y_field differ in length")
+
+    @classmethod
+    def from_indices(cls, name: str, X: np.ndarray, y: np.ndarray, indices: dict[str, np.ndarray],
+                     meta: dict | None = None) -> Domain:
+        """A domain whose train / val / test / field rows are ``X[indices[split]]`` (e.g. from :func:`stratified_split`)."""
+        rows = {k: indices[k] for k in SPLIT_FRACTIONS}
+        return cls(
+            name=name,
+            X_train=X[rows["train"]], y_train=y[rows["train"]],
+            X_val=X[rows["val"]], y_val=y[rows["val"]],
+            X_test=X[rows["test"]], y_test=y[rows["test"]],
+            X_field=X[rows["field"]], y_field=y[rows["field"]],
+            meta=dict(meta or {}),
+        )
 
     def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(X, y)`` of ``"train"``, ``"val"`` or ``"test"``."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from crossfeed.data._cache import cache_dir, load_arrays, save_arrays
-from crossfeed.data._domain import Domain, DomainSuite
+from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,6 @@ MNIST1D_DOMAINS: dict[str, dict[str, Any]] = {
     "scaled": {"scale_coeff": 1.6, "padding": [12, 24], "max_translation": 36},
 }
 
-#: Fractions of each domain's samples going to train / val / test / field.
-SPLIT_FRACTIONS = {"train": 0.5, "val": 0.125, "test": 0.25, "field": 0.125}
 _VERSION = 1
 
 
@@ -107,19 +105,4 @@ def load_mnist1d(
 
 def _split(name: str, X: np.ndarray, y: np.ndarray, seed: int, meta: dict) -> Domain:
     """Stratified split into train / val / test / field."""
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in SPLIT_FRACTIONS}
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        bounds = np.cumsum([int(round(f * len(idx))) for f in SPLIT_FRACTIONS.values()])[:-1]
-        for key, chunk in zip(SPLIT_FRACTIONS, np.split(idx, bounds)):
-            parts[key].append(chunk)
-    sel = {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
-    return Domain(
-        name=name,
-        X_train=X[sel["train"]], y_train=y[sel["train"]],
-        X_val=X[sel["val"]], y_val=y[sel["val"]],
-        X_test=X[sel["test"]], y_test=y[sel["test"]],
-        X_field=X[sel["field"]], y_field=y[sel["field"]],
-        meta=meta,
-    )
+    return Domain.from_indices(name, X, y, stratified_split(y, np.random.default_rng(seed)), meta)

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from crossfeed.data._cache import cache_dir
-from crossfeed.data._domain import Domain, DomainSuite
-from crossfeed.data._mnist1d import SPLIT_FRACTIONS
+from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import MissingDataError, ValidationError
 
 __all__ = [
@@ -349,22 +348,8 @@ def load_movielens(
 def _split(name: str, rows: np.ndarray, X: np.ndarray, y: np.ndarray, rating: np.ndarray, seed: int,
            meta: dict) -> Domain:
     """Random split of ``rows`` into train / val / test / field, stratified by star rating."""
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in SPLIT_FRACTIONS}
-    for stars in np.unique(rating[rows]):
-        idx = rng.permutation(rows[rating[rows] == stars])
-        bounds = np.cumsum([round(f * len(idx)) for f in SPLIT_FRACTIONS.values()])[:-1]
-        for key, chunk in zip(SPLIT_FRACTIONS, np.split(idx, bounds)):
-            parts[key].append(chunk)
-    sel = {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
-    return Domain(
-        name=name,
-        X_train=X[sel["train"]], y_train=y[sel["train"]],
-        X_val=X[sel["val"]], y_val=y[sel["val"]],
-        X_test=X[sel["test"]], y_test=y[sel["test"]],
-        X_field=X[sel["field"]], y_field=y[sel["field"]],
-        meta={**meta, "ratings": {k: rating[v] for k, v in sel.items()}},
-    )
+    sel = {k: rows[pos] for k, pos in stratified_split(rating[rows], np.random.default_rng(seed)).items()}
+    return Domain.from_indices(name, X, y, sel, {**meta, "ratings": {k: rating[v] for k, v in sel.items()}})
 
 
 def pooled_ratings(suite: DomainSuite, which: str, domains: list[str] | None = None) -> np.ndarray:

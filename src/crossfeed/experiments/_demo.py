@@ -149,6 +149,27 @@ def fit_combiners(
     return combiners, seconds
 
 
+def combine_and_evaluate(
+    members: dict[str, Any], fit_seconds: dict[str, float], suite: DomainSuite, *, seed: int = 0
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, list[float]]]:
+    """Fit every combiner over the frozen members on the pooled validation data, then evaluate every
+    member and combiner on every domain.
+
+    Returns ``(records by name, cascade summary, cascade test curve)``; ``fit_seconds``
+    holds the members' fit times (the combiners' are added to the records).
+    """
+    X_val, y_val = suite.pooled("val")
+    X_test, _ = suite.pooled("test")
+    combiners, comb_seconds = fit_combiners(members, X_val, y_val, X_test, seed=seed)
+    seconds = {**fit_seconds, **comb_seconds}
+    records = {
+        name: evaluate_model(name, model, suite, kind="member" if name in members else "combiner", fit_s=seconds[name])
+        for name, model in [*members.items(), *combiners.items()]
+    }
+    cascade_info, curve = cascade_summary(combiners["cascade"], members, suite, list(records.values()))
+    return records, cascade_info, curve
+
+
 def run_demo(
     out_dir: str | Path | None = None,
     *,
@@ -177,21 +198,11 @@ def run_demo(
     t_start = time.perf_counter()
     progress.stage("generating the mnist1d suite")
     suite = load_suite("mnist1d", seed=seed, n_per_domain=n_per_domain)
-    X_val, y_val = suite.pooled("val")
-    X_test, _ = suite.pooled("test")
 
     members, fit_seconds = train_members(suite, seed=seed, device=device, epochs=epochs, progress=progress)
-    progress.stage("fitting the combiners on the validation data (members frozen)")
-    combiners, comb_seconds = fit_combiners(members, X_val, y_val, X_test, seed=seed)
-    fit_seconds.update(comb_seconds)
-
-    progress.stage("evaluating every model on every domain")
-    records = [
-        evaluate_model(name, model, suite, kind="member" if name in members else "combiner", fit_s=fit_seconds[name])
-        for name, model in [*members.items(), *combiners.items()]
-    ]
-    cascade = combiners["cascade"]
-    cascade_info, curve = cascade_summary(cascade, members, suite, records)
+    progress.stage("fitting the combiners on the validation data (members frozen), evaluating every model")
+    by_name, cascade_info, curve = combine_and_evaluate(members, fit_seconds, suite, seed=seed)
+    records = list(by_name.values())
 
     spawn_rows: list[dict[str, Any]] = []
     if spawn:
