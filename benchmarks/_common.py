@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from crossfeed.data._cache import atomic_write_bytes
+from crossfeed._cache import atomic_write_bytes
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -16,11 +16,11 @@ import argparse
 import time
 from typing import Any
 
+from _common import machine, summary, write
 from sklearn.ensemble import StackingClassifier, VotingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from _common import machine, summary, write
 from crossfeed.data import load_suite
 from crossfeed.evaluate import label_indices, score_all
 from crossfeed.experiments._demo import LARGE, combine_and_evaluate, train_members

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import machine, write
+
 from crossfeed.experiments import config_to_dict, load_config, run_experiment
 
 

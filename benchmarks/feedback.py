@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from _common import machine, summary, write
+
 from crossfeed.data import load_suite
 from crossfeed.feedback import absorb, absorb_sequence
 from crossfeed.models import TorchClassifier

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import machine, summary, write
+
 from crossfeed.combine import Cascade, MeanEnsemble
 from crossfeed.data import load_suite
 from crossfeed.models import TorchClassifier, build_module

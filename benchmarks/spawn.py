@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from _common import machine, summary, write
+
 from crossfeed.data import load_suite
 from crossfeed.models import TorchClassifier, count_params, flops_per_sample
 from crossfeed.spawn import Distiller, export_onnx, prune_structured, quantize_static, weights_file_size

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-
 PACKAGES = ["crossfeed", "crossfeed.data", "crossfeed.models", "crossfeed.training", "crossfeed.combine",
             "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn", "crossfeed.feedback"]
 
@@ -30,7 +29,7 @@ def test_exceptions_are_also_builtins():
 
 @pytest.mark.parametrize("module", ["crossfeed._registry", "crossfeed.evaluate._cost_curves", "crossfeed.models._cost",
                                     "crossfeed.models._torch_classifier", "crossfeed.data._suites",
-                                    "crossfeed.experiments._config", "crossfeed.feedback._merging",
+                                    "crossfeed.config._config", "crossfeed.feedback._merging",
                                     "crossfeed.feedback.merge", "crossfeed.feedback.transfer_init",
                                     "crossfeed.feedback.ensemble_distill", "crossfeed.feedback.multi_teacher_kd",
                                     "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._domain", "crossfeed.data._fashion",

@@ -5,7 +5,13 @@ models from a large one, **feed back** what the small models learned into the la
 **cycle** that repeats them.
 """
 
-from crossfeed.combine import Cascade, MeanEnsemble, StackingEnsemble, TemperatureScaler, WeightedEnsemble
+from crossfeed.combine import (
+    Cascade,
+    MeanEnsemble,
+    StackingEnsemble,
+    TemperatureScaler,
+    WeightedEnsemble,
+)
 from crossfeed.data import Domain, DomainSuite, load_suite
 from crossfeed.exceptions import CrossfeedError
 from crossfeed.models import TorchClassifier, load_model, measure_cost, save_model

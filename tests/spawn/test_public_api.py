@@ -12,12 +12,12 @@ import crossfeed.spawn as spawn
 MODULES = [
     "crossfeed.spawn._cli",
     "crossfeed.spawn._distill",
-    "crossfeed.spawn._distill_hook",
+    "crossfeed.distill._hook",
     "crossfeed.spawn._experts",
     "crossfeed.spawn._export",
     "crossfeed.spawn._finetune",
-    "crossfeed.spawn._hints",
-    "crossfeed.spawn._kd",
+    "crossfeed.distill._hints",
+    "crossfeed.distill._kd",
     "crossfeed.spawn._prune",
     "crossfeed.spawn._quantize",
 ]

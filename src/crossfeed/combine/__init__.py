@@ -2,6 +2,9 @@
 
 Every combiner is a scikit-learn classifier taking ``members`` as a list of
 ``(name, estimator)`` pairs; ``prefit=True`` uses already-trained members as they are.
+``X`` is always 2-D, of shape (n_samples, n_features): every combiner refuses 1-D input and
+input with more than two dimensions (flatten images with ``X.reshape(len(X), -1)``), and
+refuses members whose probabilities hold NaN or infinite values.
 
 - :class:`MeanEnsemble`: plain average of probabilities.
 - :class:`WeightedEnsemble`: simplex weights fitted to validation log-loss (SLSQP, or Caruana
@@ -13,13 +16,18 @@ Every combiner is a scikit-learn classifier taking ``members`` as a list of
 
 from crossfeed.combine._calibration import TemperatureScaler, fit_temperature
 from crossfeed.combine._cascade import Cascade
+from crossfeed.combine._cascade_search import candidate_thresholds, cascade_outcomes
 from crossfeed.combine._confidence import (
     CONFIDENCE_RULES,
     entropy_confidence,
     margin_confidence,
     max_prob_confidence,
 )
-from crossfeed.combine._math import caruana_selection, mean_log_loss, optimize_simplex_weights
+from crossfeed.combine._math import (
+    caruana_selection,
+    mean_log_loss,
+    optimize_simplex_weights,
+)
 from crossfeed.combine._mean import MeanEnsemble
 from crossfeed.combine._stacking import StackingEnsemble
 from crossfeed.combine._weighted import WeightedEnsemble
@@ -31,7 +39,9 @@ __all__ = [
     "StackingEnsemble",
     "TemperatureScaler",
     "WeightedEnsemble",
+    "candidate_thresholds",
     "caruana_selection",
+    "cascade_outcomes",
     "entropy_confidence",
     "fit_temperature",
     "margin_confidence",

@@ -16,6 +16,7 @@ from crossfeed.combine._base import BaseCombiner, Member, check_choice, check_fr
 from crossfeed.combine._cascade_search import search_thresholds
 from crossfeed.combine._confidence import CONFIDENCE_RULES
 from crossfeed.exceptions import ValidationError
+from crossfeed.models.cost import flops_per_sample
 
 __all__ = ["Cascade"]
 
@@ -270,13 +271,6 @@ class Cascade(BaseCombiner):
         return costs
 
     def _estimated_costs(self, fitted: list[Member], X: Any) -> np.ndarray:
-        try:
-            from crossfeed.models.cost import flops_per_sample
-        except ImportError as exc:
-            raise ValidationError(
-                "costs=None asks crossfeed.models.cost.flops_per_sample for each member's cost, but it "
-                f"could not be imported ({exc}); pass costs=[...] explicitly, one number per member"
-            ) from exc
         costs = np.array([float(flops_per_sample(est, X)) for _, est in fitted])
         if not np.all(np.isfinite(costs)) or np.any(costs < 0):
             raise ValidationError(

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crossfeed.data._cache import atomic_write_bytes
+from crossfeed._cache import atomic_write_bytes
 from crossfeed.exceptions import ModelFileError, ValidationError
 from crossfeed.models import TorchClassifier, load_model, save_model
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crossfeed._progress import Progress, SilentProgress
+from crossfeed.config import ExperimentConfig, config_to_dict
 from crossfeed.cycle._checkpoint import (
     finished_generations,
     load_large,
@@ -40,71 +40,17 @@ from crossfeed.cycle._checkpoint import (
     prepare_run_dir,
     save_generation,
 )
+from crossfeed.cycle._results import CycleResult, GenerationResult
 from crossfeed.data import DomainSuite, load_suite
+from crossfeed.evaluate import domain_accuracy
 from crossfeed.exceptions import EmptyDataError
-from crossfeed.experiments._config import ExperimentConfig, config_to_dict
-from crossfeed.experiments._progress import Progress, SilentProgress
 from crossfeed.feedback import FeedbackReport, absorb
-from crossfeed.feedback._base import general_name
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import finetune, spawn_experts
-from crossfeed.spawn._experts import domain_accuracy
 
 __all__ = ["CycleResult", "GenerationResult", "field_batches", "run_cycle"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationResult:
-    """What one generation measured.
-
-    Attributes
-    ----------
-    generation : 0 for the initial large model, then 1, 2, ...
-    accuracy : model name -> domain -> test accuracy; models are ``"large"`` and ``"expert:<domain>"``.
-    val_accuracy : domain -> validation accuracy of this generation's large model (what the gate reads).
-    feedback : the feedback step's report as a dict (``None`` in generation 0).
-    compare : strategy name -> report dict of each comparison strategy.
-    accepted : False when the gate kept the previous large model.
-    field_samples : domain -> field samples available to this generation.
-    seconds : wall-clock seconds per step.
-    """
-
-    generation: int
-    accuracy: dict[str, dict[str, float]]
-    val_accuracy: dict[str, float]
-    feedback: dict[str, Any] | None = None
-    compare: dict[str, dict[str, Any]] = field(default_factory=dict)
-    accepted: bool = True
-    field_samples: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GenerationResult:
-        return cls(**data)
-
-
-@dataclass
-class CycleResult:
-    """Every generation of one seed; ``large_matrix()`` is the generation x domain accuracy table."""
-
-    seed: int
-    domains: list[str]
-    general_domain: str
-    generations: list[GenerationResult]
-    resumed_from: int | None = None
-
-    def large_matrix(self) -> np.ndarray:
-        """Test accuracy of the large model, shape (n_generations, n_domains)."""
-        return np.array([[g.accuracy["large"][d] for d in self.domains] for g in self.generations])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "domains": self.domains, "general_domain": self.general_domain,
-                "resumed_from": self.resumed_from, "generations": [g.to_dict() for g in self.generations]}
 
 
 def field_batches(
@@ -165,7 +111,7 @@ def run_cycle(
     if suite is None:
         progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
-    general = general_name(suite)
+    general = suite.general_domain
     expert_domains = config.experts.domains or [n for n in suite.names if n != general]
     for name in expert_domains:
         suite[name]  # unknown names raise with the list of domains
@@ -209,7 +155,7 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
 
 def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progress: Progress) -> TorchClassifier:
     c = config.large
-    general = general_name(suite)
+    general = suite.general_domain
     names = [general] if c.train_on == "general" else suite.names
     X, y = suite.pooled("train", names)
     X_val, y_val = suite.pooled("val", names)

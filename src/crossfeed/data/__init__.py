@@ -2,7 +2,12 @@
 
 from crossfeed.data._amazon import AMAZON_DOMAINS, load_amazon
 from crossfeed.data._domain import Domain, DomainSuite
-from crossfeed.data._fashion import FASHION_CLASSES, FASHION_DOMAINS, load_fashion, load_fashion_official
+from crossfeed.data._fashion import (
+    FASHION_CLASSES,
+    FASHION_DOMAINS,
+    load_fashion,
+    load_fashion_official,
+)
 from crossfeed.data._mnist1d import MNIST1D_DOMAINS, load_mnist1d
 from crossfeed.data._movielens import find_movielens, load_movielens, pooled_ratings
 from crossfeed.data._suites import SUITES, load_suite

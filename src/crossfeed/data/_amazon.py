@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crossfeed.data._cache import cache_dir
+from crossfeed._cache import cache_dir
 from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import MissingDataError, ValidationError
+from crossfeed.models import Vocabulary
 
 __all__ = [
     "AMAZON_DIR_ENV",
@@ -241,8 +242,6 @@ def load_amazon(
     >>> suite["books"].X_train.shape                                                  # doctest: +SKIP
     (100, 512)
     """
-    from crossfeed.models._text import Vocabulary
-
     names = [domains] if isinstance(domains, str) else list(domains)
     unknown = [n for n in names if n not in AMAZON_DOMAINS]
     if unknown or not names:

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crossfeed.exceptions import EmptyDataError, LabelMismatchError, UnknownNameError, ValidationError
+from crossfeed.exceptions import (
+    EmptyDataError,
+    LabelMismatchError,
+    UnknownNameError,
+    ValidationError,
+)
 
 SPLITS = ("train", "val", "test")
 #: Default shares of a domain's samples going to train / val / test / field (every built-in suite).
@@ -174,6 +179,11 @@ class DomainSuite:
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.domains]
+
+    @property
+    def general_domain(self) -> str:
+        """The general domain (the large model's home ground): ``meta["general_domain"]``, else the first domain."""
+        return self.meta.get("general_domain", self.names[0])
 
     def pooled(self, which: str, domains: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Concatenate one split over ``domains`` (all by default)."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
-from crossfeed.data._cache import (
+from crossfeed._cache import (
     atomic_write_bytes,
     cache_dir,
     load_arrays,
@@ -255,8 +256,6 @@ def transform_images(images: np.ndarray, spec: dict[str, Any], seed: int) -> np.
     Returns float32 images of the same shape, clipped to [0, 1]; random parameters (angles,
     noise) follow ``seed``.
     """
-    from scipy import ndimage
-
     rng = np.random.default_rng(seed)
     rule = spec["rule"]
     if rule == "identity":

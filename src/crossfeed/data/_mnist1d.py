@@ -15,8 +15,9 @@ import logging
 from typing import Any
 
 import numpy as np
+from mnist1d.data import get_dataset_args, make_dataset
 
-from crossfeed.data._cache import cache_dir, load_arrays, save_arrays
+from crossfeed._cache import cache_dir, load_arrays, save_arrays
 from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import ValidationError
 
@@ -35,8 +36,6 @@ _VERSION = 1
 
 
 def _generate(overrides: dict[str, Any], n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from mnist1d.data import get_dataset_args, make_dataset
-
     args = get_dataset_args()
     args.num_samples = n_samples
     args.train_split = 1.0

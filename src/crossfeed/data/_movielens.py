@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossfeed.data._cache import cache_dir
+from crossfeed._cache import cache_dir
 from crossfeed.data._domain import Domain, DomainSuite, stratified_split
 from crossfeed.exceptions import MissingDataError, ValidationError
 

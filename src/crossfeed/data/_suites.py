@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from crossfeed._registry import Registry
+from crossfeed.data._amazon import load_amazon
 from crossfeed.data._domain import DomainSuite
+from crossfeed.data._fashion import load_fashion
 from crossfeed.data._mnist1d import load_mnist1d
+from crossfeed.data._movielens import load_movielens
 
 SUITES: Registry[Callable[..., DomainSuite]] = Registry("suite")
 SUITES.add("mnist1d", load_mnist1d)
@@ -15,20 +18,14 @@ SUITES.add("mnist1d", load_mnist1d)
 
 # The real-data suites import their modules (and optional dependencies) only when loaded.
 def _load_fashion(**kwargs: Any) -> DomainSuite:
-    from crossfeed.data._fashion import load_fashion
-
     return load_fashion(**kwargs)
 
 
 def _load_amazon(**kwargs: Any) -> DomainSuite:
-    from crossfeed.data._amazon import load_amazon
-
     return load_amazon(**kwargs)
 
 
 def _load_movielens(**kwargs: Any) -> DomainSuite:
-    from crossfeed.data._movielens import load_movielens
-
     return load_movielens(**kwargs)
 
 

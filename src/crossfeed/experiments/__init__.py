@@ -1,6 +1,7 @@
 """Jobs: the demo, and experiments from YAML configs (``crossfeed run``)."""
 
-from crossfeed.experiments._config import (
+from crossfeed._progress import Progress, SilentProgress
+from crossfeed.config import (
     ExperimentConfig,
     ExpertsConfig,
     FeedbackConfig,
@@ -12,9 +13,10 @@ from crossfeed.experiments._config import (
     load_config,
     save_config,
 )
-from crossfeed.experiments._demo import DemoResult, run_demo
-from crossfeed.experiments._progress import Progress, SilentProgress
-from crossfeed.experiments._runner import ExperimentResult, run_experiment
+from crossfeed.cycle import ExperimentResult
+from crossfeed.experiments._demo import run_demo
+from crossfeed.experiments._runner import run_experiment
+from crossfeed.report import DemoResult
 
 __all__ = [
     "DemoResult",

@@ -13,7 +13,6 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,24 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from crossfeed.combine import Cascade, MeanEnsemble, StackingEnsemble, WeightedEnsemble
-from crossfeed.combine._cascade_search import cascade_outcomes, candidate_thresholds
-from crossfeed.combine._confidence import CONFIDENCE_RULES
+from crossfeed._cache import atomic_write_bytes
+from crossfeed._progress import Progress, SilentProgress
+from crossfeed.combine import (
+    CONFIDENCE_RULES,
+    Cascade,
+    MeanEnsemble,
+    StackingEnsemble,
+    WeightedEnsemble,
+    candidate_thresholds,
+    cascade_outcomes,
+)
+from crossfeed.config import config_from_dict
+from crossfeed.cycle import run_cycle
 from crossfeed.data import DomainSuite, load_suite
-from crossfeed.data._cache import atomic_write_bytes
-from crossfeed.evaluate import cost_to_match, label_indices, normalized_auc, score_all
-from crossfeed.experiments._progress import Progress, SilentProgress
+from crossfeed.evaluate import cost_to_match, label_indices, normalized_auc, prediction_accuracy, score_all
 from crossfeed.models import TorchClassifier, count_params, flops_per_sample, measure_latency
+from crossfeed.report import DemoResult, write_demo_report
+from crossfeed.spawn import spawn_section
 
 logger = logging.getLogger(__name__)
 
@@ -57,32 +66,11 @@ DEMO_CYCLE: dict[str, Any] = {
 
 def demo_cycle_config(*, seed: int = 0, device: str = "cpu", n_per_domain: int = 4000, epochs: int = 20):
     """The demo's cycle as an :class:`~crossfeed.experiments.ExperimentConfig`, with the demo's settings."""
-    from crossfeed.experiments._config import config_from_dict
-
     data = json.loads(json.dumps(DEMO_CYCLE))
     data.update(seeds=[seed], device=device)
     data["suite"]["kwargs"]["n_per_domain"] = n_per_domain
     data["large"]["epochs"] = epochs
     return config_from_dict(data, source="demo")
-
-
-@dataclass
-class DemoResult:
-    """Everything the demo measured; ``records`` is what ``results.json`` holds."""
-
-    records: list[dict[str, Any]]
-    cascade: dict[str, Any]
-    spawn: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    curve: dict[str, list[float]] = field(default_factory=dict)
-    cycle: Any = None  # crossfeed.cycle.CycleResult of the feedback section, or None
-
-    def record(self, name: str) -> dict[str, Any]:
-        return next(r for r in self.records if r["name"] == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "records": self.records, "cascade": self.cascade, "spawn": self.spawn,
-                "curve": self.curve, "cycle": None if self.cycle is None else self.cycle.to_dict()}
 
 
 def _members(seed: int, device: str, progress: Progress, epochs: int) -> dict[str, Any]:
@@ -130,7 +118,7 @@ def fit_combiners(
     """
     pairs = list(members.items())
     flops = {name: flops_per_sample(m, X_cost) for name, m in pairs}
-    large_val_acc = float(np.mean(members[LARGE].predict(X_val) == y_val))
+    large_val_acc = prediction_accuracy(members[LARGE], X_val, y_val)
     combiners: dict[str, Any] = {
         "mean": MeanEnsemble(pairs, prefit=True),
         "weighted": WeightedEnsemble(pairs, prefit=True, calibrate=True, random_state=seed),
@@ -211,8 +199,6 @@ def run_demo(
 
     cycle = None
     if feedback:
-        from crossfeed.cycle import run_cycle
-
         config = demo_cycle_config(seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs)
         cycle = run_cycle(config, seed, suite=suite, progress=progress)
 
@@ -224,8 +210,6 @@ def run_demo(
     }
     result = DemoResult(records=records, cascade=cascade_info, spawn=spawn_rows, meta=meta, curve=curve, cycle=cycle)
     if out_dir is not None:
-        from crossfeed.report import write_demo_report
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "results.json", json.dumps(result.to_dict(), indent=2).encode())
@@ -303,9 +287,4 @@ def cascade_summary(
 
 
 def _spawn_section(large: TorchClassifier, suite: DomainSuite, seed: int) -> list[dict[str, Any]]:
-    try:
-        from crossfeed.spawn import spawn_section
-    except ImportError:  # spawn is optional for the combine demo
-        logger.warning("crossfeed.spawn is not available; skipping the spawn section")
-        return []
     return list(spawn_section(large, suite, seed))

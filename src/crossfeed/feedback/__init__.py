@@ -34,9 +34,21 @@ from crossfeed.feedback._base import (
     TrainingData,
     register,
 )
-from crossfeed.feedback._merging import average_weights, task_arithmetic, task_vectors, ties_merge
+from crossfeed.feedback._merging import (
+    average_weights,
+    task_arithmetic,
+    task_vectors,
+    ties_merge,
+)
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
-from crossfeed.feedback.continual import EWC, LwF, Replay, SequentialKD, diagonal_fisher, ewc_penalty
+from crossfeed.feedback.continual import (
+    EWC,
+    LwF,
+    Replay,
+    SequentialKD,
+    diagonal_fisher,
+    ewc_penalty,
+)
 from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels
 from crossfeed.feedback.ensemble_distill import EnsembleDistill
 from crossfeed.feedback.joint_training import JointTraining

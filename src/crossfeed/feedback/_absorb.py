@@ -26,8 +26,7 @@ from crossfeed.feedback._base import (
     flat,
     general_data,
 )
-from crossfeed.models import TorchClassifier
-from crossfeed.spawn._warmstart import check_torch_model, fitted_copy, warm_fit
+from crossfeed.models import TorchClassifier, check_torch_model, fitted_copy, warm_fit
 from crossfeed.training import Batch, TrainingHook
 
 __all__ = ["DomainFeedback", "FeedbackReport", "absorb"]

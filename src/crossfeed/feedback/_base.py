@@ -157,14 +157,9 @@ def register(name: str) -> Callable[[type[FeedbackStrategy]], type[FeedbackStrat
     return decorator
 
 
-def general_name(suite: DomainSuite) -> str:
-    """The suite's general domain: ``suite.meta["general_domain"]``, else its first domain."""
-    return suite.meta.get("general_domain", suite.names[0])
-
-
 def general_data(suite: DomainSuite) -> tuple[str, np.ndarray, np.ndarray]:
     """The general domain's name and its labelled training data ``(name, X, y)``."""
-    name = general_name(suite)
+    name = suite.general_domain
     domain = suite[name]
     return name, domain.X_train, domain.y_train
 

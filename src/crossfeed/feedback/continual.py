@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from crossfeed.data import DomainSuite
+from crossfeed.distill import check_temperature, kd_loss, teacher_logits
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.feedback._base import (
     FeedbackStrategy,
@@ -45,8 +46,6 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
-from crossfeed.spawn._distill_hook import teacher_logits
-from crossfeed.spawn._kd import _check_temperature, kd_loss
 from crossfeed.training import Batch, TrainingHook
 
 __all__ = [
@@ -386,7 +385,7 @@ class LwF(SequentialKD):
     def _validate(self) -> None:
         super()._validate()
         _check_non_negative("lwf_weight", self.lwf_weight)
-        _check_temperature(self.temperature)
+        check_temperature(self.temperature)
 
     def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
               data: TrainingData) -> list[TrainingHook]:

@@ -18,6 +18,12 @@ import numpy as np
 import torch
 
 from crossfeed.data import DomainSuite
+from crossfeed.distill import (
+    DistillationHook,
+    check_alpha,
+    check_temperature,
+    teacher_logits,
+)
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
     FeedbackStrategy,
@@ -27,8 +33,6 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
-from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
-from crossfeed.spawn._kd import _check_temperature
 from crossfeed.training import TrainingHook
 
 __all__ = ["EnsembleDistill", "ensemble_logits"]
@@ -63,7 +67,7 @@ def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: fl
     """
     if average not in AVERAGES:
         raise ValidationError(f"average must be one of {AVERAGES}; got {average!r}")
-    temp = _check_temperature(temperature)
+    temp = check_temperature(temperature)
     z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
     if z.ndim != 3 or z.shape[0] == 0:
         raise ValidationError(f"logits must have shape (n_members, n_samples, n_classes); got {tuple(z.shape)}")
@@ -113,7 +117,7 @@ class EnsembleDistill(FeedbackStrategy):
         self.field_repeats = field_repeats
 
     def _validate(self) -> None:
-        _check_temperature(self.temperature)
+        check_temperature(self.temperature)
         check_alpha(self.alpha)
         if self.average not in AVERAGES:
             raise ValidationError(f"average must be one of {AVERAGES}; got {self.average!r}")

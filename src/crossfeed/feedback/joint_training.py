@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from crossfeed.data import DomainSuite
-from crossfeed.feedback._base import FeedbackStrategy, TrainingData, flat, general_data, register
+from crossfeed.feedback._base import (
+    FeedbackStrategy,
+    TrainingData,
+    flat,
+    general_data,
+    register,
+)
 
 __all__ = ["JointTraining"]
 

@@ -20,6 +20,13 @@ import numpy as np
 import torch
 
 from crossfeed.data import DomainSuite
+from crossfeed.distill import (
+    DistillationHook,
+    check_alpha,
+    check_temperature,
+    soft_targets,
+    teacher_logits,
+)
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
     FeedbackStrategy,
@@ -29,8 +36,6 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
-from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, teacher_logits
-from crossfeed.spawn._kd import _check_temperature, soft_targets
 from crossfeed.training import TrainingHook
 
 __all__ = ["MultiTeacherKD", "confidence_weighted_logits"]
@@ -59,7 +64,7 @@ def confidence_weighted_logits(logits: np.ndarray, temperature: float) -> np.nda
     >>> bool(confidence_weighted_logits(z, 1.0)[0].argmax() == 0)
     True
     """
-    temp = _check_temperature(temperature)
+    temp = check_temperature(temperature)
     z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
     if z.ndim != 3:
         raise ValidationError(f"logits must have shape (n_teachers, n_samples, n_classes); got {tuple(z.shape)}")
@@ -97,7 +102,7 @@ class MultiTeacherKD(FeedbackStrategy):
         self.field_repeats = field_repeats
 
     def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        _check_temperature(self.temperature)
+        check_temperature(self.temperature)
         check_alpha(self.alpha)
         if not (isinstance(self.field_repeats, int) and self.field_repeats >= 1):
             raise ValidationError(f"field_repeats must be a positive integer; got {self.field_repeats!r}")

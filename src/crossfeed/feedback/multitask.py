@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from crossfeed.data import DomainSuite
+from crossfeed.distill import check_temperature, kd_loss, teacher_logits
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
     FeedbackStrategy,
@@ -30,10 +31,7 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
-from crossfeed.models import TorchClassifier
-from crossfeed.spawn._distill_hook import teacher_logits
-from crossfeed.spawn._kd import _check_temperature, kd_loss
-from crossfeed.spawn._warmstart import fitted_copy
+from crossfeed.models import TorchClassifier, fitted_copy
 from crossfeed.training import Batch, TrainingHook
 
 __all__ = ["DomainHeadsHook", "MultiTask", "split_trunk_head"]
@@ -177,7 +175,7 @@ class MultiTask(FeedbackStrategy):
         self.head_weight = head_weight
 
     def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        _check_temperature(self.temperature)
+        check_temperature(self.temperature)
         if isinstance(self.head_weight, bool) or not isinstance(self.head_weight, (int, float)) or not (
             math.isfinite(self.head_weight) and self.head_weight >= 0
         ):

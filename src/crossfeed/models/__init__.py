@@ -1,16 +1,37 @@
 """Models: TorchClassifier, architectures, cost, and safetensors I/O."""
 
 # Importing a module registers its architectures (cnn2d; lstm, sentence_encoder; mf).
-from crossfeed.models._architectures import ARCHITECTURES, CNN1D, CNN1D_SIZES, MLP, Linear, build_module
+from crossfeed.models._architectures import (
+    ARCHITECTURES,
+    CNN1D,
+    CNN1D_SIZES,
+    MLP,
+    Linear,
+    build_module,
+)
 from crossfeed.models._cnn2d import CNN2D, CNN2D_SIZES
-from crossfeed.models._cost import Cost, count_params, flops_per_sample, measure_cost, measure_latency
+from crossfeed.models._cost import (
+    Cost,
+    count_params,
+    flops_per_sample,
+    measure_cost,
+    measure_latency,
+)
 from crossfeed.models._features import TorchEmbedding, feature_head
 from crossfeed.models._io import load_model, save_model
-from crossfeed.models._recsys import FeatureNaiveBayes, MatrixFactorization, MatrixFactorizationNet
-from crossfeed.models._sentence_encoder import SentenceEncoderHead, sentence_encoder_classifier
+from crossfeed.models._recsys import (
+    FeatureNaiveBayes,
+    MatrixFactorization,
+    MatrixFactorizationNet,
+)
+from crossfeed.models._sentence_encoder import (
+    SentenceEncoderHead,
+    sentence_encoder_classifier,
+)
 from crossfeed.models._text import LSTM_SIZES, LSTMClassifier, Vocabulary, tokenize
 from crossfeed.models._tfidf import TfidfClassifier
 from crossfeed.models._torch_classifier import TorchClassifier
+from crossfeed.models._warmstart import check_torch_model, fitted_copy, warm_fit
 
 __all__ = [
     "ARCHITECTURES",
@@ -32,8 +53,10 @@ __all__ = [
     "TorchEmbedding",
     "Vocabulary",
     "build_module",
+    "check_torch_model",
     "count_params",
     "feature_head",
+    "fitted_copy",
     "flops_per_sample",
     "load_model",
     "measure_cost",
@@ -41,4 +64,5 @@ __all__ = [
     "save_model",
     "sentence_encoder_classifier",
     "tokenize",
+    "warm_fit",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
+from torch.utils.flop_counter import FlopCounterMode
 
 from crossfeed.exceptions import ValidationError
 
@@ -87,8 +88,6 @@ def flops_per_sample(estimator: Any, X: Any) -> float:
     n_features = sample.shape[1]
     module = _torch_module(estimator)
     if module is not None:
-        from torch.utils.flop_counter import FlopCounterMode
-
         module = module.cpu().eval()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             module(torch.as_tensor(sample))

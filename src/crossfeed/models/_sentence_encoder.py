@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossfeed.data._cache import cache_dir, load_arrays, save_arrays
+from crossfeed._cache import cache_dir, load_arrays, save_arrays
 from crossfeed.exceptions import ValidationError, missing_dependency
 from crossfeed.models._architectures import ARCHITECTURES
 from crossfeed.models._text import Vocabulary, decode_rows

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import flop_registry, register_flop_formula
 
 from crossfeed.exceptions import ValidationError
 from crossfeed.models._architectures import ARCHITECTURES
@@ -278,8 +279,6 @@ def _register_lstm_flops() -> None:
     would drop to its head. Each call is one layer in one direction: per step
     ``2 * (4H * I + 4H * H)`` multiply-adds of the input and recurrent weights.
     """
-    from torch.utils.flop_counter import flop_registry, register_flop_formula
-
     op = getattr(torch.ops.aten, "mkldnn_rnn_layer", None)
     if op is None or op in flop_registry:
         return
@@ -296,4 +295,4 @@ _register_lstm_flops()
 
 
 # Registers "sentence_encoder"; that module builds on this one, so it is imported last.
-from crossfeed.models import _sentence_encoder  # noqa: F401
+from crossfeed.models import _sentence_encoder  # noqa: F401, E402

@@ -7,18 +7,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-import scipy.sparse as sp
-from sklearn.utils.validation import validate_data
-
 from crossfeed._validation import check_features, check_labels, encode_labels
-from crossfeed.exceptions import LabelMismatchError, NonNumericInputError, ValidationError
+from crossfeed.exceptions import (
+    LabelMismatchError,
+    NonNumericInputError,
+    ValidationError,
+)
 from crossfeed.models._architectures import ARCHITECTURES, build_module
 from crossfeed.training import TrainConfig, TrainingHook, resolve_device, train
 

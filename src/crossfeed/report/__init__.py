@@ -8,9 +8,16 @@ from crossfeed.report._cycle_report import (
     heatmap_png,
     write_experiment_report,
 )
-from crossfeed.report._demo_report import accuracy_cost_png, render_html, render_markdown, write_demo_report
+from crossfeed.report._demo_report import (
+    accuracy_cost_png,
+    render_html,
+    render_markdown,
+    write_demo_report,
+)
+from crossfeed.report._results import DemoResult
 
 __all__ = [
+    "DemoResult",
     "absorption_png",
     "accuracy_cost_png",
     "accuracy_matrix",

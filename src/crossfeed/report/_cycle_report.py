@@ -10,16 +10,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossfeed.data._cache import atomic_write_bytes
-from crossfeed.report._markup import html_image, html_page, html_table, markdown_table, png_bytes, pyplot
-
-if TYPE_CHECKING:
-    from crossfeed.cycle import CycleResult
-    from crossfeed.experiments import ExperimentResult
+from crossfeed._cache import atomic_write_bytes
+from crossfeed.cycle import CycleResult, ExperimentResult
+from crossfeed.report._markup import (
+    html_image,
+    html_page,
+    html_table,
+    markdown_table,
+    png_bytes,
+    pyplot,
+)
 
 
 def accuracy_matrix(cycle: CycleResult) -> tuple[list[str], np.ndarray]:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from crossfeed.data._cache import atomic_write_bytes
+from crossfeed._cache import atomic_write_bytes
+from crossfeed.cycle import ExperimentResult
 from crossfeed.report._cycle_report import cycle_images, cycle_tables
-from crossfeed.report._markup import html_image, html_page, html_table, markdown_table, png_bytes, pyplot
-
-if TYPE_CHECKING:
-    from crossfeed.experiments import DemoResult
+from crossfeed.report._markup import (
+    html_image,
+    html_page,
+    html_table,
+    markdown_table,
+    png_bytes,
+    pyplot,
+)
+from crossfeed.report._results import DemoResult
 
 
 def _pct(x: float | None) -> str:
@@ -92,10 +98,8 @@ def _gain_line(result: DemoResult) -> str:
             f"{_pct(best_m['accuracy'])}%: ensemble gain {100 * (best_c['accuracy'] - best_m['accuracy']):+.2f} points.")
 
 
-def _as_run(result: DemoResult) -> Any:
+def _as_run(result: DemoResult) -> ExperimentResult:
     """The demo's cycle as a one-seed run, for the cycle report's tables and images."""
-    from crossfeed.experiments._runner import ExperimentResult
-
     return ExperimentResult(None, [result.cycle], None, 0.0)
 
 

@@ -14,13 +14,18 @@
 - :func:`spawn_command`, :func:`spawn_section`: what ``crossfeed spawn`` and ``crossfeed demo`` run.
 """
 
+from crossfeed.distill import (
+    DistillationHook,
+    hint_loss,
+    kd_loss,
+    soft_targets,
+    teacher_logits,
+)
 from crossfeed.spawn._cli import spawn_command, spawn_section
 from crossfeed.spawn._distill import Distiller
-from crossfeed.spawn._distill_hook import DistillationHook, teacher_logits
 from crossfeed.spawn._experts import make_student, spawn_experts
 from crossfeed.spawn._export import ExportReport, export_onnx
 from crossfeed.spawn._finetune import FREEZE_MODES, finetune, frozen_parameters
-from crossfeed.spawn._kd import hint_loss, kd_loss, soft_targets
 from crossfeed.spawn._prune import prune_structured, prune_unstructured, sparsity
 from crossfeed.spawn._quantize import (
     is_quantized,

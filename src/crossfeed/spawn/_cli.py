@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from crossfeed.data import DomainSuite, load_suite
-from crossfeed.models import CNN1D_SIZES, TorchClassifier, count_params, flops_per_sample, measure_latency
+from crossfeed.evaluate import prediction_accuracy
+from crossfeed.models import (
+    CNN1D_SIZES,
+    TorchClassifier,
+    count_params,
+    flops_per_sample,
+    measure_latency,
+)
 from crossfeed.spawn._distill import Distiller
 from crossfeed.spawn._experts import make_student, spawn_experts
 from crossfeed.spawn._export import export_onnx
@@ -53,7 +60,7 @@ def measure_row(
     counted = float_model if float_model is not None else model
     row: dict[str, Any] = {
         "model": name,
-        "accuracy": float(np.mean(model.predict(X_test) == y_test)),
+        "accuracy": prediction_accuracy(model, X_test, y_test),
         "params": count_params(counted),
         "flops": flops_per_sample(counted, X_test),
         "latency_b1_us": 1e6 * measure_latency(model, X_test, batch_size=1),
@@ -218,8 +225,8 @@ def spawn_section(
         X_test, y_test = suite[name].split("test")
         rows.append({
             "domain": name,
-            "student_accuracy": float(np.mean(expert.predict(X_test) == y_test)),
-            "teacher_accuracy": float(np.mean(large.predict(X_test) == y_test)),
+            "student_accuracy": prediction_accuracy(expert, X_test, y_test),
+            "teacher_accuracy": prediction_accuracy(large, X_test, y_test),
             "params": count_params(expert),
             "flops": flops_per_sample(expert, X_test),
             "teacher_params": t_params,

@@ -22,10 +22,16 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import has_fit_parameter
 
 from crossfeed._validation import check_features, check_labels, is_fitted
+from crossfeed.distill import (
+    DistillationHook,
+    check_alpha,
+    check_hint_pairs,
+    check_hint_weight,
+    check_temperature,
+    find_layer,
+    teacher_logits,
+)
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
-from crossfeed.spawn._distill_hook import DistillationHook, check_alpha, check_hint_weight, teacher_logits
-from crossfeed.spawn._hints import check_hint_pairs, find_layer
-from crossfeed.spawn._kd import _check_temperature
 
 __all__ = ["Distiller"]
 
@@ -127,7 +133,7 @@ class Distiller(ClassifierMixin, BaseEstimator):
         self
         """
         # 1. validate
-        temperature = _check_temperature(self.temperature)
+        temperature = check_temperature(self.temperature)
         alpha = check_alpha(self.alpha)
         check_hint_weight(self.hint_weight)
         hints = check_hint_pairs(self.hints)

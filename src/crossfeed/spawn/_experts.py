@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from sklearn.base import clone
 
 from crossfeed.data import DomainSuite
@@ -118,7 +117,3 @@ def spawn_experts(
         experts[name] = distilled
     return experts
 
-
-def domain_accuracy(model: Any, suite: DomainSuite, split: str = "test") -> dict[str, float]:
-    """Accuracy of ``model`` on ``split`` of every domain of ``suite``."""
-    return {d.name: float(np.mean(model.predict(d.split(split)[0]) == d.split(split)[1])) for d in suite}

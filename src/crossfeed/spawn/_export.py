@@ -27,9 +27,8 @@ from torch import nn
 
 from crossfeed._validation import check_features
 from crossfeed.exceptions import ValidationError, missing_dependency
-from crossfeed.models import TorchClassifier
+from crossfeed.models import TorchClassifier, check_torch_model
 from crossfeed.spawn._quantize import is_quantized
-from crossfeed.spawn._warmstart import check_torch_model
 
 __all__ = ["ExportReport", "export_onnx"]
 

@@ -20,8 +20,7 @@ from torch import nn
 
 from crossfeed.data import Domain
 from crossfeed.exceptions import UnknownNameError, ValidationError
-from crossfeed.models import TorchClassifier
-from crossfeed.spawn._warmstart import check_torch_model, warm_fit
+from crossfeed.models import TorchClassifier, check_torch_model, warm_fit
 
 __all__ = ["FREEZE_MODES", "finetune", "frozen_parameters"]
 

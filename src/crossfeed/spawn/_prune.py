@@ -27,10 +27,15 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from crossfeed._validation import check_features
+from crossfeed.distill import DistillationHook, teacher_logits
 from crossfeed.exceptions import ValidationError, missing_dependency
-from crossfeed.models import TorchClassifier, build_module
-from crossfeed.spawn._distill_hook import DistillationHook, teacher_logits
-from crossfeed.spawn._warmstart import check_torch_model, fitted_copy, warm_fit
+from crossfeed.models import (
+    TorchClassifier,
+    build_module,
+    check_torch_model,
+    fitted_copy,
+    warm_fit,
+)
 
 __all__ = ["prune_structured", "prune_unstructured", "sparsity"]
 

@@ -37,12 +37,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from safetensors.torch import save
 from torch import nn
 
 from crossfeed._validation import check_features
 from crossfeed.exceptions import MissingDependencyError, ValidationError
-from crossfeed.models import TorchClassifier
-from crossfeed.spawn._warmstart import check_torch_model, fitted_copy
+from crossfeed.models import TorchClassifier, check_torch_model, fitted_copy
 
 __all__ = ["is_quantized", "quantize", "quantize_dynamic", "quantize_static", "quantized_state", "weights_file_size"]
 
@@ -259,8 +259,6 @@ def weights_file_size(model: Any) -> int:
     For a float model this is the size of ``model.safetensors`` written by
     :func:`crossfeed.models.save_model`.
     """
-    from safetensors.torch import save
-
     module = getattr(model, "module_", model)
     if not isinstance(module, nn.Module):
         raise ValidationError(f"weights_file_size needs a fitted torch model; got {type(model).__name__}")

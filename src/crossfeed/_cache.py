@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -38,8 +39,6 @@ def _umask() -> int:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())

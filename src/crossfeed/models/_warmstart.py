@@ -17,7 +17,7 @@ from sklearn.base import clone
 from torch import nn
 
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
-from crossfeed.models import TorchClassifier
+from crossfeed.models._torch_classifier import TorchClassifier
 from crossfeed.training import TrainingHook
 
 FITTED_ATTRS = ("classes_", "n_features_in_", "history_", "best_epoch_")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crossfeed.distill._kd import hint_loss
 from crossfeed.exceptions import UnknownNameError, ValidationError
-from crossfeed.spawn._kd import hint_loss
 
 
 def check_hint_pairs(hints: Any) -> list[tuple[str, str]]:

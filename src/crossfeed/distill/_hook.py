@@ -17,9 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossfeed.distill._hints import (
+    FeatureCapture,
+    align,
+    check_hint_pairs,
+    hint_term,
+    make_projection,
+)
+from crossfeed.distill._kd import check_temperature, kd_loss
 from crossfeed.exceptions import LabelMismatchError, ValidationError
-from crossfeed.spawn._hints import FeatureCapture, align, check_hint_pairs, hint_term, make_projection
-from crossfeed.spawn._kd import _check_temperature, kd_loss
 from crossfeed.training import Batch, TrainingHook
 
 __all__ = ["DistillationHook", "check_alpha", "check_hint_weight", "teacher_logits"]
@@ -96,7 +102,7 @@ class DistillationHook(TrainingHook):
         hint_weight: float = 1.0,
         example_x: Any = None,
     ) -> None:
-        self.temperature = _check_temperature(temperature)
+        self.temperature = check_temperature(temperature)
         self.alpha = check_alpha(alpha)
         self.hint_weight = check_hint_weight(hint_weight)
         self.hints = check_hint_pairs(hints)

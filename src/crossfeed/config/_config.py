@@ -32,7 +32,11 @@ from typing import Any
 
 import yaml
 
+from crossfeed._cache import atomic_write_bytes
+from crossfeed.data import SUITES
 from crossfeed.exceptions import UnknownNameError, ValidationError
+from crossfeed.feedback import STRATEGIES
+from crossfeed.models import ARCHITECTURES
 
 __all__ = [
     "ExperimentConfig",
@@ -41,6 +45,7 @@ __all__ = [
     "LargeConfig",
     "StrategyConfig",
     "SuiteConfig",
+    "config_diff",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -156,7 +161,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ValidationError(f"config file {str(path)!r} does not exist; pass the path of a YAML file (see examples/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ValidationError(f"{path} is not valid YAML: {exc}") from exc
     if data is None:
@@ -166,11 +171,32 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 def save_config(config: ExperimentConfig, path: str | Path) -> Path:
     """Write ``config`` as YAML (atomically); :func:`load_config` reads back an equal config."""
-    from crossfeed.data._cache import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
     return path
+
+
+def config_diff(old: Any, new: Any) -> list[str]:
+    """The dotted key paths whose values differ between two configs (dataclasses or plain dicts).
+
+    Example
+    -------
+    >>> config_diff(config_from_dict({"generations": 2}), config_from_dict({"generations": 3}))
+    ['generations']
+    """
+    a = config_to_dict(old) if dataclasses.is_dataclass(old) else old
+    b = config_to_dict(new) if dataclasses.is_dataclass(new) else new
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, where: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(x.keys() | y.keys(), key=str):
+                walk(x.get(key), y.get(key), f"{where}.{key}" if where else str(key))
+        elif x != y:
+            out.append(where or "<root>")
+
+    walk(a, b, "")
+    return out
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -186,6 +212,27 @@ def config_from_dict(data: Any, *, source: str = "config") -> ExperimentConfig:
 
 
 # --- parsing -------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps
+    the last one silently, so a typo'd duplicate would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line {seen[key] + 1}); remove one of them",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -284,10 +331,6 @@ def _check_values(config: ExperimentConfig) -> None:
 
 def _check_names(config: ExperimentConfig, source: str) -> None:
     """Registry names must exist; the error suggests the closest."""
-    from crossfeed.data import SUITES
-    from crossfeed.feedback import STRATEGIES
-    from crossfeed.models import ARCHITECTURES
-
     checks = [
         (SUITES, config.suite.name, "suite.name"),
         (ARCHITECTURES, config.large.module, "large.module"),

@@ -23,7 +23,7 @@ from crossfeed.exceptions import ValidationError
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_temperature(temperature: Any) -> float:
+def check_temperature(temperature: Any) -> float:
     try:
         value = float(temperature)
     except (TypeError, ValueError):
@@ -63,7 +63,7 @@ def soft_targets(teacher_logits: Any, temperature: float = 1.0) -> torch.Tensor:
     >>> soft_targets(torch.tensor([[2.0, 0.0]]), temperature=2.0).round(decimals=3)
     tensor([[0.7310, 0.2690]])
     """
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     logits = _check_logits(teacher_logits, "teacher_logits")
     return torch.softmax(logits / t, dim=-1)
 
@@ -103,7 +103,7 @@ def kd_loss(
     >>> round(float(kd_loss(s, t, 4.0)), 4)
     1.1274
     """
-    temp = _check_temperature(temperature)
+    temp = check_temperature(temperature)
     s = _check_logits(student_logits, "student_logits")
     t = _check_logits(teacher_logits, "teacher_logits").detach()
     if s.shape != t.shape:

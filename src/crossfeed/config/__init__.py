@@ -1,0 +1,34 @@
+"""Experiments as data: YAML configs <-> typed, frozen dataclasses, checked when they load.
+
+:func:`load_config` reads a YAML file; every unknown key, wrong type, unknown registry name or bad
+strategy parameter is an error that names the key's path and the closest valid choice, before any
+training starts. :func:`config_to_dict` / :func:`config_from_dict` round-trip exactly.
+"""
+
+from crossfeed.config._config import (
+    ExperimentConfig,
+    ExpertsConfig,
+    FeedbackConfig,
+    LargeConfig,
+    StrategyConfig,
+    SuiteConfig,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+
+__all__ = [
+    "ExperimentConfig",
+    "ExpertsConfig",
+    "FeedbackConfig",
+    "LargeConfig",
+    "StrategyConfig",
+    "SuiteConfig",
+    "config_diff",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
