@@ -36,3 +36,27 @@ class NoProba(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return np.full(len(X), self.classes_[0])
+
+
+class PoisonedProba(ClassifierMixin, BaseEstimator):
+    """Logistic regression whose probabilities get ``poison`` (NaN, inf, a logit) in row 0 when set."""
+
+    def __init__(self, poison: float | None = None) -> None:
+        self.poison = poison
+
+    def fit(self, X: Any, y: Any) -> PoisonedProba:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model_ = LogisticRegression().fit(X, y)
+        self.classes_ = self.model_.classes_
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = self.model_.predict_proba(X)
+        if self.poison is not None:
+            p[0, 0] = self.poison
+        return p
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

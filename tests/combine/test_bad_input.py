@@ -13,7 +13,7 @@ from sklearn.svm import LinearSVC
 from crossfeed.combine import Cascade, MeanEnsemble, StackingEnsemble, WeightedEnsemble
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
 
-from ._estimators import NoProba
+from ._estimators import NoProba, PoisonedProba
 
 COMBINERS = [
     pytest.param(lambda m, **kw: MeanEnsemble(m, **kw), id="mean"),
@@ -188,3 +188,71 @@ def test_too_little_data_to_hold_out(data3) -> None:
     X, _ = data3
     with pytest.raises(ValidationError, match="single sample"):
         WeightedEnsemble(_two()).fit(X[:3], [0, 1, 2])
+
+
+@pytest.mark.parametrize("make", COMBINERS)
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_member_probabilities_are_refused(make, poison: float, data3) -> None:
+    """Refused before any probability comes back (in fit where fit reads them, MeanEnsemble at predict)."""
+    X, y = data3
+    members = [("bad", PoisonedProba(poison).fit(X, y)), ("lr", LogisticRegression().fit(X, y))]
+    with pytest.raises(ValidationError, match="member 'bad' returned NaN or infinite probabilities for 1 of"):
+        make(members, prefit=True).fit(X, y).predict_proba(X)
+
+
+@pytest.mark.parametrize("make", COMBINERS)
+def test_nan_member_probabilities_are_refused_at_predict(make, data3) -> None:
+    """A member that turns NaN after fit: the combiner refuses, never averages NaN in (or escalates past it)."""
+    X, y = data3
+    bad = PoisonedProba().fit(X, y)
+    est = make([("bad", bad), ("lr", LogisticRegression().fit(X, y))], prefit=True).fit(X, y)
+    bad.poison = np.nan  # prefit members are used as they are, so this reaches the combiner
+    with pytest.raises(ValidationError, match="member 'bad' returned NaN or infinite") as info:
+        est.predict_proba(X[:5])
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ValidationError, match="NaN or infinite"):
+        est.predict(X[:5])
+
+
+@pytest.mark.parametrize("make", COMBINERS)
+def test_member_probabilities_outside_0_1_are_refused(make, data3) -> None:
+    X, y = data3
+    members = [("logits", PoisonedProba(7.5).fit(X, y)), ("lr", LogisticRegression().fit(X, y))]
+    with pytest.raises(ValidationError, match=r"member 'logits' returned predict_proba values in .*expected "
+                                              r"probabilities in \[0, 1\]"):
+        make(members, prefit=True).fit(X, y).predict_proba(X)
+
+
+def test_stacking_refuses_a_member_whose_out_of_fold_probabilities_are_nan(data3) -> None:
+    X, y = data3
+    with pytest.raises(ValidationError, match="member 'bad' returned NaN"):
+        StackingEnsemble([("bad", PoisonedProba(np.nan)), ("lr", LogisticRegression())], cv=3).fit(X, y)
+
+
+@pytest.mark.parametrize("make", COMBINERS)
+def test_inputs_with_more_than_two_dimensions_are_refused_in_fit_and_predict(make, data3) -> None:
+    """One rule for every combiner: X is 2-D; 3-D input is refused (with the reshape to use), never flattened."""
+    X, y = data3
+    X3 = X.reshape(len(X), 2, 4)
+    with pytest.raises(ValidationError, match=r"got 3-D input of shape \(600, 2, 4\).*X.reshape\(len\(X\), -1\)"):
+        make(_two()).fit(X3, y)
+    est = make(_two()).fit(X, y)
+    with pytest.raises(ValidationError, match=r"got 3-D input of shape \(600, 2, 4\)"):
+        est.predict_proba(X3)
+    with pytest.raises(ValidationError, match="got 4-D input"):
+        est.predict(X.reshape(len(X), 2, 2, 2))
+
+
+def test_stacking_with_a_single_class_in_y(data3) -> None:
+    X, y = data3
+    fitted = [(n, m.fit(X, y)) for n, m in _two()]
+    with pytest.raises(ValidationError, match=r"meta-model \(final_estimator\) on y, which needs at least 2 classes; "
+                                              r"got 1 class \(\[0\]\)"):
+        StackingEnsemble(fitted, prefit=True).fit(X, np.zeros(len(X), dtype=int))
+
+
+def test_stacking_with_a_class_of_a_single_sample(data3) -> None:
+    X, _ = data3
+    y = np.r_[np.zeros(len(X) - 1, dtype=int), 1]
+    with pytest.raises(ValidationError, match=r"at least 2 samples of every class .* classes \[1\] have a single"):
+        StackingEnsemble(_two(), cv=3).fit(X, y)

@@ -109,7 +109,12 @@ class BaseCombiner(ClassifierMixin, _BaseComposition):
 
     # ----------------------------------------------------------------- validation
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, Any]:
-        """Check ``X``; return (float array, what to pass to members: a DataFrame stays a DataFrame)."""
+        """Check ``X``; return (float array, what to pass to members: a DataFrame stays a DataFrame).
+
+        Every combiner takes 2-D ``X`` of shape (n_samples, n_features) only: 1-D input and input
+        with more than two dimensions are refused (``ValidationError``) in fit and in predict, so
+        the combiner and its members always see the same array.
+        """
         if sp.issparse(X):
             raise ValidationError(
                 f"{self._owner} does not accept sparse input (got {type(X).__name__}); "
@@ -125,6 +130,13 @@ class BaseCombiner(ClassifierMixin, _BaseComposition):
                     f"{self._owner} expected a 2-D array of shape (n_samples, n_features), got {raw.ndim}-D input "
                     f"of shape {raw.shape}. Reshape your data either using X.reshape(-1, 1) if it has a single "
                     "feature or X.reshape(1, -1) if it contains a single sample"
+                )
+            if raw.ndim > 2:  # one rule for every combiner: refused, not flattened behind the members' back
+                raise ValidationError(
+                    f"{self._owner} expected a 2-D array of shape (n_samples, n_features), got {raw.ndim}-D input "
+                    f"of shape {raw.shape}. Combiners do not flatten: flatten each sample yourself with "
+                    "X.reshape(len(X), -1) and fit the members on that same flat data (TorchClassifier "
+                    "flattens internally, so its networks are unchanged)"
                 )
             if np.iscomplexobj(raw):
                 raise ValidationError(
@@ -246,17 +258,35 @@ class BaseCombiner(ClassifierMixin, _BaseComposition):
 
     def _member_probas(self, members: Sequence[Member], X: Any, n_classes: int) -> np.ndarray:
         """Stack ``predict_proba`` of each member: array of shape (n_members, n_samples, n_classes)."""
-        out = []
         n_samples = _num_samples(X)
-        for name, est in members:
-            p = np.asarray(est.predict_proba(X), dtype=float)
-            if p.shape != (n_samples, n_classes):
-                raise ValidationError(
-                    f"{self._owner}: member {name!r} returned predict_proba of shape {p.shape}; expected "
-                    f"({n_samples}, {n_classes}) (one column per class in classes_)"
-                )
-            out.append(p)
-        return np.stack(out)
+        return np.stack([self._check_proba(name, est.predict_proba(X), n_samples, n_classes) for name, est in members])
+
+    def _check_proba(self, name: str, proba: Any, n_samples: int, n_classes: int) -> np.ndarray:
+        """``proba`` (a member's predict_proba) as a float array of shape (n_samples, n_classes).
+
+        Raises ``ValidationError`` naming the member for a wrong shape, NaN / infinite values or
+        values outside [0, 1]: a broken member is refused, never averaged into the answer.
+        """
+        p = np.asarray(proba, dtype=float)
+        if p.shape != (n_samples, n_classes):
+            raise ValidationError(
+                f"{self._owner}: member {name!r} returned predict_proba of shape {p.shape}; expected "
+                f"({n_samples}, {n_classes}) (one column per class in classes_)"
+            )
+        finite = np.isfinite(p)
+        if not np.all(finite):
+            rows = np.flatnonzero(~finite.all(axis=1))
+            raise ValidationError(
+                f"{self._owner}: member {name!r} returned NaN or infinite probabilities for {rows.size} of "
+                f"{n_samples} samples (first rows {rows[:5].tolist()}); expected finite probabilities in [0, 1]. "
+                "Fix or retrain that member (a diverged network gives NaN), or leave it out"
+            )
+        if p.size and (p.min() < -1e-6 or p.max() > 1 + 1e-6):
+            raise ValidationError(
+                f"{self._owner}: member {name!r} returned predict_proba values in [{p.min():.4g}, {p.max():.4g}]; "
+                "expected probabilities in [0, 1] (scores or logits must go through a softmax first)"
+            )
+        return p
 
     @staticmethod
     def _fit_temperatures(probas: np.ndarray, y_idx: np.ndarray) -> np.ndarray:

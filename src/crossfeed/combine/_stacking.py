@@ -108,6 +108,7 @@ class StackingEnsemble(BaseCombiner):
         # 1. validate
         members = self._validate_members()
         X_arr, X_members, y = self._validate_fit_data(X, y)
+        self._check_classes_for_meta_model(y)
         final = self._check_final_estimator()
         cv = None if self.prefit else self._folds(y)
 
@@ -120,9 +121,11 @@ class StackingEnsemble(BaseCombiner):
         if self.prefit:
             probas = self._member_probas(fitted, X_members, self.classes_.size)
         else:
-            probas = np.stack(
-                [cross_val_predict(clone(est), X_members, y, cv=cv, method="predict_proba") for _, est in members]
-            )
+            probas = np.stack([
+                self._check_proba(name, cross_val_predict(clone(est), X_members, y, cv=cv, method="predict_proba"),
+                                  len(y), self.classes_.size)
+                for name, est in members
+            ])
         self.temperatures_ = self._fit_temperatures(probas, y_idx) if self.calibrate else None
         meta = self._meta_features(self._scale(probas, self.temperatures_), X_arr)
 
@@ -143,6 +146,25 @@ class StackingEnsemble(BaseCombiner):
         return out
 
     # ----------------------------------------------------------------- helpers
+    def _check_classes_for_meta_model(self, y: np.ndarray) -> None:
+        """The meta-model is a classifier too: it needs two classes, and with out-of-fold
+        predictions every class needs 2 samples, or some fold trains a member without it."""
+        labels, counts = np.unique(y, return_counts=True)
+        if labels.size < 2:
+            raise ValidationError(
+                f"StackingEnsemble fits its meta-model (final_estimator) on y, which needs at least 2 classes; "
+                f"got 1 class ({labels.tolist()}) in {y.shape[0]} samples. Pass data holding every class "
+                "(with prefit=True: held-out data labelled like the members' training data), or use "
+                "MeanEnsemble, which learns nothing from y"
+            )
+        if not self.prefit and counts.min() < 2:
+            rare = labels[counts < 2].tolist()
+            raise ValidationError(
+                f"StackingEnsemble needs at least 2 samples of every class for its out-of-fold predictions; "
+                f"classes {rare} have a single sample. Pass more data of those classes, or fit the members "
+                "yourself and use prefit=True with held-out data"
+            )
+
     def _check_final_estimator(self) -> Any:
         final = LogisticRegression(max_iter=1000) if self.final_estimator is None else self.final_estimator
         if not (hasattr(final, "fit") and hasattr(final, "predict_proba")):
