@@ -17,6 +17,7 @@ from crossfeed.models._recsys import (
     FeatureNaiveBayes,
     MatrixFactorization,
     MatrixFactorizationNet,
+    RatingLoss,
     bernoulli_log_likelihood,
     categorical_log_likelihood,
     rmse,
@@ -72,6 +73,38 @@ def test_mf_regressor_learns_the_low_rank_structure(ratings):
     assert pred.min() >= 1 and pred.max() <= 5  # clipped to the training ratings' range
     val = [h["val_rmse"] for h in mf.history_]
     assert mf.best_epoch_ == int(np.argmin(val)) + 1  # early stopping kept the best epoch
+    with torch.no_grad():  # the logged validation RMSE is the kept network's (unclipped) one
+        scores = mf.module_.score(torch.as_tensor(ratings["X_val"])).numpy()
+    assert val[mf.best_epoch_ - 1] == pytest.approx(rmse(ratings["r_val"], scores), rel=1e-5)
+
+
+def test_mf_regressor_is_the_one_loop_with_a_rating_loss(ratings, monkeypatch):
+    """fit goes through crossfeed.training.train with a RatingLoss hook, and trains the same model as a plain
+    Adam loop on squared error + L2 (the private loop it replaced) up to float rounding."""
+    import crossfeed.models._recsys as recsys
+
+    hooks, real_train = [], recsys.train
+    monkeypatch.setattr(recsys, "train", lambda *a, **kw: hooks.append(kw["hooks"]) or real_train(*a, **kw))
+    X, r = ratings["X_train"], ratings["r_train"]
+    mf = MatrixFactorization(dim=3, reg=0.05, epochs=3, batch_size=64, lr=0.02, random_state=4).fit(X, r)
+    assert len(hooks) == 1 and [type(h) for h in hooks[0]] == [RatingLoss]
+    assert [sorted(h) for h in mf.history_] == [["epoch", "epochs", "train_loss", "train_rmse"]] * 3
+
+    torch.manual_seed(4)
+    net = MatrixFactorizationNet(X.shape[1], 2, n_users=mf.module_.n_users, n_items=mf.module_.n_items, dim=3)
+    with torch.no_grad():
+        net.global_bias.fill_(float(r.mean()))
+    optimizer, generator = torch.optim.Adam(net.parameters(), lr=0.02), torch.Generator().manual_seed(4)
+    Xt, rt = torch.tensor(X), torch.tensor(r)
+    for _ in range(3):
+        for idx in torch.randperm(len(X), generator=generator).split(64):
+            loss = (net.score(Xt[idx]) - rt[idx]).square().mean() + 0.05 * net.penalty(Xt[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        expected = np.clip(net.score(torch.tensor(ratings["X_test"])).numpy(), 1, 5)
+    np.testing.assert_allclose(mf.predict(ratings["X_test"]), expected, rtol=1e-5)
 
 
 def test_mf_regressor_is_seeded(ratings):

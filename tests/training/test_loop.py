@@ -130,3 +130,73 @@ def test_cuda_request_without_cuda_is_clear():
     X, y = _data(16)
     with pytest.raises(ValidationError, match="CUDA is not available"):
         train(_model(), X, y, config=TrainConfig(device="cuda"))
+
+
+class _MSEToConstant(TrainingHook):
+    """Base loss: squared distance of every logit to a constant (another one on validation batches)."""
+
+    def __init__(self, target, val_target=None):
+        self.target, self.val_target = target, val_target
+
+    def base_loss(self, batch, logits, module):
+        if batch.validation:
+            return None if self.val_target is None else (logits - self.val_target).square().mean(1)
+        return (logits - self.target).square().mean(1)
+
+
+def test_base_loss_hook_replaces_cross_entropy():
+    X, y = _data()
+    m, plain = _model(), _model()
+    train(m, X, y, hooks=[_MSEToConstant(3.0)], config=TrainConfig(epochs=30, batch_size=32, lr=1e-2))
+    train(plain, X, y, config=TrainConfig(epochs=30, batch_size=32, lr=1e-2))
+    with torch.no_grad():
+        logits, plain_logits = m(torch.as_tensor(X)), plain(torch.as_tensor(X))
+    assert (logits - 3.0).abs().mean() < 0.1  # driven to the constant, whatever the labels say
+    assert (plain_logits - 3.0).abs().mean() > 1.0
+
+
+def test_base_loss_hook_gives_the_validation_loss_and_early_stopping():
+    X, y = _data(64)
+    Xv, yv = _data(64, seed=1)
+    m = _model()
+    # training pulls the logits to +3, so the validation loss (distance to -3) rises from the first epoch
+    res = train(m, X, y, X_val=Xv, y_val=yv, hooks=[_MSEToConstant(3.0, val_target=-3.0)],
+                config=TrainConfig(epochs=30, batch_size=16, lr=1e-2, patience=2))
+    assert res.stopped_early and res.best_epoch == 1 and len(res.history) == 3
+    assert all("val_accuracy" not in h for h in res.history)  # no cross-entropy was computed
+    with torch.no_grad():
+        expected = (m(torch.as_tensor(Xv)) + 3.0).square().mean().item()  # the best epoch's weights, restored
+    assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+    # a hook that returns no base loss on validation batches keeps the cross-entropy there
+    m = _model()
+    res = train(m, X, y, X_val=Xv, y_val=yv, hooks=[_MSEToConstant(3.0)], config=TrainConfig(epochs=1))
+    assert "val_accuracy" in res.history[0]
+    assert res.history[0]["val_loss"] == pytest.approx(evaluate_loss(m, torch.as_tensor(Xv), torch.as_tensor(yv))[0])
+
+
+class _FirstHalf(TrainingHook):
+    """Sampler: shuffled batches of the first half of the rows only."""
+
+    def batches(self, epoch, n_samples, batch_size, generator):
+        return torch.randperm(n_samples // 2, generator=generator).split(batch_size)
+
+
+def test_sampler_hook_decides_which_rows_are_trained_on():
+    X, _ = _data()
+    X = X[np.argsort(X[:, 0])]
+    y = (np.arange(len(X)) >= len(X) // 2).astype(np.int64)  # first half: class 0 only, second half: class 1
+    half, full = _model(), _model()
+    cfg = TrainConfig(epochs=15, batch_size=32, lr=1e-2)
+    train(half, X, y, hooks=[_FirstHalf()], config=cfg)
+    train(full, X, y, config=cfg)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    assert (half(Xt).argmax(1) == 0).all()  # it never saw a label of the second half
+    assert evaluate_loss(full, Xt, yt)[1] > 0.9
+
+
+def test_two_samplers_or_two_base_losses_are_an_error():
+    X, y = _data(16)
+    with pytest.raises(ValidationError, match="batch sampler; at most one"):
+        train(_model(), X, y, config=TrainConfig(epochs=1), hooks=[_FirstHalf(), _FirstHalf()])
+    with pytest.raises(ValidationError, match="base loss for the same batch; at most one"):
+        train(_model(), X, y, config=TrainConfig(epochs=1), hooks=[_MSEToConstant(0.0), _MSEToConstant(1.0)])

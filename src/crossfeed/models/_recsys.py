@@ -8,7 +8,8 @@
   ``score(u, i) = mu + b_u + b_i + <p_u, q_i>``.
 - :class:`MatrixFactorization`: the same network as a scikit-learn regressor of the rating,
   trained on squared error with L2 on the rows each batch touches (the regularised objective of
-  Funk's SVD, the reference RMSE figures' "SVD").
+  Funk's SVD, the reference RMSE figures' "SVD"), by the same loop: a base-loss hook
+  (:class:`RatingLoss`) replaces its cross-entropy.
 - :class:`FeatureNaiveBayes`: naive Bayes over categorical columns (CategoricalNB) and binary
   flags (BernoulliNB) of the same rows. Fitted on star ratings as classes, its posterior mean
   ``predict_proba(X) @ classes_`` is a small model's rating estimate.
@@ -19,7 +20,6 @@ others (e.g. :data:`crossfeed.data._movielens.COLUMNS`), so every combiner can t
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -33,12 +33,13 @@ from torch import nn
 
 from crossfeed.exceptions import ValidationError
 from crossfeed.models._architectures import ARCHITECTURES
-from crossfeed.training import resolve_device
+from crossfeed.training import Batch, TrainConfig, TrainingHook, train
 
 __all__ = [
     "FeatureNaiveBayes",
     "MatrixFactorization",
     "MatrixFactorizationNet",
+    "RatingLoss",
     "bernoulli_log_likelihood",
     "categorical_log_likelihood",
     "rmse",
@@ -140,8 +141,9 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
     Minimises ``mean((r - score)^2) + reg * mean(|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2)`` over
     mini-batches with Adam (Koren, Bell & Volinsky 2009; Funk 2006's "SVD"), starting from
     ``mu`` = the mean training rating. Predictions are clipped to the range of the training
-    ratings. A dedicated loop, not :func:`crossfeed.training.train`: that loop is cross-entropy
-    over classes, this one a squared error over real values.
+    ratings. Trained by :func:`crossfeed.training.train` with a :class:`RatingLoss` hook (squared
+    error to the ratings in place of cross-entropy, the L2 term as an extra loss); early stopping
+    watches the validation mean squared error.
 
     Parameters
     ----------
@@ -157,12 +159,16 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
     user_column, item_column : columns holding the ids.
     init_std : float, initial scale of the factors.
     device : "cpu", "cuda" or "auto".
+    threads : int, optional
+        torch intra-op threads while fitting (None: :func:`crossfeed.training.default_threads`).
     random_state : int, optional.
 
     Attributes
     ----------
     module_ : the trained :class:`MatrixFactorizationNet` (on CPU).
-    rating_range_ : (min, max) of the training ratings. history_ : per-epoch logs.
+    rating_range_ : (min, max) of the training ratings.
+    history_ : per-epoch logs of the loop (``train_loss`` with the L2 term, ``val_loss`` = the
+        validation MSE) plus ``train_rmse`` and, with validation data, ``val_rmse``.
     best_epoch_ : int. n_features_in_ : int.
 
     Example
@@ -177,7 +183,8 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
     def __init__(self, *, n_users: int | None = None, n_items: int | None = None, dim: int = 32, reg: float = 0.05,
                  epochs: int = 40, batch_size: int = 256, lr: float = 5e-3, patience: int | None = None,
                  validation_fraction: float = 0.0, user_column: int = 0, item_column: int = 1,
-                 init_std: float = 0.05, device: str = "cpu", random_state: int | None = None) -> None:
+                 init_std: float = 0.05, device: str = "cpu", threads: int | None = None,
+                 random_state: int | None = None) -> None:
         self.n_users = n_users
         self.n_items = n_items
         self.dim = dim
@@ -191,6 +198,7 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
         self.item_column = item_column
         self.init_std = init_std
         self.device = device
+        self.threads = threads
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None) -> MatrixFactorization:
@@ -207,12 +215,17 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
         self
         """
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
+        X = np.require(X, requirements="W")  # torch warns about read-only arrays (e.g. memmaps); copy those
         y = np.asarray(y, dtype=np.float32)
         self._check_params(X)
         seed = int(np.random.default_rng().integers(2**31 - 1)) if self.random_state is None else int(self.random_state)
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="adam",
+                             patience=self.patience, device=self.device, seed=seed, threads=self.threads)
+        config.validate()
         rng = np.random.default_rng(seed)
         if X_val is not None:
-            X_val, y_val = _as_float32(X_val, self.n_features_in_, "X_val"), np.asarray(y_val, dtype=np.float32)
+            X_val = np.require(_as_float32(X_val, self.n_features_in_, "X_val"), requirements="W")
+            y_val = np.asarray(y_val, dtype=np.float32)
             if len(y_val) != len(X_val):
                 raise ValidationError(f"X_val has {len(X_val)} rows but y_val has {len(y_val)} ratings")
         elif self.validation_fraction > 0:
@@ -224,13 +237,22 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
         n_items = self.n_items or int(ids[:, self.item_column].max()) + 1
 
         torch.manual_seed(seed)
-        device = resolve_device(self.device)
         net = MatrixFactorizationNet(X.shape[1], 2, n_users=n_users, n_items=n_items, dim=self.dim,
                                      user_column=self.user_column, item_column=self.item_column,
-                                     init_std=self.init_std).to(device)
+                                     init_std=self.init_std)
         with torch.no_grad():
             net.global_bias.fill_(float(y.mean()))
-        self.history_, self.best_epoch_ = self._train(net, X, y, X_val, y_val, device, seed)
+        # the one loop; the hook reads the ratings by row index, so the loop's labels are placeholders
+        loss = RatingLoss(y, y_val, reg=self.reg)
+        result = train(net, X, np.zeros(len(X), dtype=np.int64), config=config, hooks=[loss], X_val=X_val,
+                       y_val=None if X_val is None else np.zeros(len(X_val), dtype=np.int64))
+        self.history_ = []
+        for logs, train_rmse in zip(result.history, loss.train_rmse, strict=True):
+            logs = {**logs, "train_rmse": train_rmse}
+            if "val_loss" in logs:
+                logs["val_rmse"] = math.sqrt(logs["val_loss"])
+            self.history_.append(logs)
+        self.best_epoch_ = result.best_epoch
         self.module_ = net.cpu().eval()
         self.rating_range_ = (float(y.min()), float(y.max()))
         return self
@@ -245,54 +267,12 @@ class MatrixFactorization(RegressorMixin, BaseEstimator):
                 f"Negative values in data passed to {type(self).__name__}: user and item ids must be non-negative "
                 "integer indices (encode them, e.g. with sklearn.preprocessing.OrdinalEncoder)"
             )
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValidationError(f"epochs must be a positive integer; got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValidationError(f"batch_size must be a positive integer; got {self.batch_size!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValidationError(f"lr must be a positive finite number; got {self.lr!r}")
         if not (self.reg >= 0 and math.isfinite(self.reg)):
             raise ValidationError(f"reg must be a finite number >= 0; got {self.reg!r}")
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
             raise ValidationError(f"patience must be None or a positive integer; got {self.patience!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValidationError(f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}")
-
-    def _train(self, net: MatrixFactorizationNet, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
-               y_val: np.ndarray | None, device: torch.device, seed: int) -> tuple[list[dict[str, float]], int]:
-        Xt, yt = torch.tensor(X, device=device), torch.tensor(y, device=device)  # copies: X may be read-only
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-        generator = torch.Generator().manual_seed(seed)
-        history: list[dict[str, float]] = []
-        best, best_state, best_epoch, bad = math.inf, None, len(history), 0
-        for epoch in range(1, self.epochs + 1):
-            net.train()
-            order = torch.randperm(len(Xt), generator=generator).to(device)
-            total = torch.zeros((), device=device)
-            for start in range(0, len(Xt), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                err = net.score(Xt[idx]) - yt[idx]
-                loss = err.square().mean() + self.reg * net.penalty(Xt[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += err.detach().square().sum()
-            logs = {"epoch": epoch, "train_rmse": math.sqrt(total.item() / len(Xt))}
-            if X_val is not None:
-                logs["val_rmse"] = rmse(y_val, _scores(net, X_val, device))
-            history.append(logs)
-            if X_val is None or self.patience is None:
-                best_epoch = epoch
-                continue
-            if logs["val_rmse"] < best - 1e-6:
-                best, best_state, best_epoch, bad = logs["val_rmse"], copy.deepcopy(net.state_dict()), epoch, 0
-            else:
-                bad += 1
-                if bad >= self.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        return history, best_epoch
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted ratings, array of shape (n_samples,), clipped to ``rating_range_``."""
@@ -313,6 +293,60 @@ def _scores(net: MatrixFactorizationNet, X: np.ndarray, device: torch.device, ba
     with torch.inference_mode():
         Xt = torch.tensor(X, dtype=torch.float32)
         return torch.cat([net.score(Xt[s : s + batch_size].to(device)).cpu() for s in range(0, len(Xt), batch_size)]).numpy()
+
+
+class RatingLoss(TrainingHook):
+    """Base-loss hook of :func:`crossfeed.training.train` for rating regression with an MF network.
+
+    Replaces the loop's cross-entropy by the squared error ``(score - r)^2`` of every row, the
+    rating ``r`` looked up by ``Batch.index`` (in ``val_ratings`` for validation batches), and adds
+    ``reg * module.penalty(x)`` (L2 on the rows the batch touches) as an extra loss; the ``y`` given
+    to the loop is not read. Records the training RMSE of every epoch in ``train_rmse``.
+
+    Parameters
+    ----------
+    ratings : array of shape (n_samples,), the training rows' ratings.
+    val_ratings : array of shape (n_val,), optional, the validation rows' ratings.
+    reg : float >= 0.
+
+    Example
+    -------
+    >>> X = np.array([[0, 0], [1, 1], [1, 0]], dtype="float32"); r = np.array([1.0, 5.0, 3.0])
+    >>> net = MatrixFactorizationNet(2, 2, n_users=2, n_items=2, dim=2)
+    >>> hook = RatingLoss(r, reg=0.0)
+    >>> _ = train(net, X, np.zeros(3, dtype=np.int64), hooks=[hook], config=TrainConfig(epochs=300, lr=0.05))
+    >>> bool(hook.train_rmse[-1] < 0.1)
+    True
+    """
+
+    def __init__(self, ratings: Any, val_ratings: Any = None, *, reg: float = 0.0) -> None:
+        self.ratings = torch.as_tensor(np.asarray(ratings, dtype=np.float32))
+        self.val_ratings = None if val_ratings is None else torch.as_tensor(np.asarray(val_ratings, dtype=np.float32))
+        self.reg = reg
+        self.train_rmse: list[float] = []
+
+    def setup(self, module: nn.Module, device: torch.device) -> None:
+        self.ratings = self.ratings.to(device)
+        self.val_ratings = None if self.val_ratings is None else self.val_ratings.to(device)
+        self._squares, self._seen = torch.zeros((), device=device), 0
+
+    def base_loss(self, batch: Batch, logits: torch.Tensor, module: nn.Module) -> torch.Tensor | None:
+        ratings = self.val_ratings if batch.validation else self.ratings
+        if ratings is None:
+            return None
+        err = logits[:, 1] - ratings[batch.index]  # logits are (0, score)
+        if not batch.validation:
+            self._squares += err.detach().square().sum()
+            self._seen += len(err)
+        return err.square()
+
+    def extra_loss(self, batch: Batch, logits: torch.Tensor, module: nn.Module) -> torch.Tensor | None:
+        return self.reg * module.penalty(batch.x) if self.reg else None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self.train_rmse.append(math.sqrt(self._squares.item() / max(self._seen, 1)))
+        self._squares, self._seen = torch.zeros_like(self._squares), 0
+        return None
 
 
 def _as_float32(X: Any, n_features: int, name: str) -> np.ndarray:
