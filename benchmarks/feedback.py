@@ -116,17 +116,17 @@ def run_seed(seed: int, n_per_domain: int, epochs: int, only: set[str] | None) -
     for label, (name, kwargs, kind) in DATA_FREE.items():
         if only and name not in only:
             continue
-        _, report = absorb(v0, experts[kind], suite, name, **settings, **kwargs)
+        _, report = absorb(v0, experts[kind], suite, name, **settings, params=kwargs)
         out["b"][label] = _report_row(report)
         if label in UNTRAINED:
-            _, report = absorb(v0, experts[kind], suite, name, **{**settings, "epochs": 0}, **kwargs)
+            _, report = absorb(v0, experts[kind], suite, name, **{**settings, "epochs": 0}, params=kwargs)
             out["b"][f"{label}, no training"] = _report_row(report)
         print(f"  seed {seed} (b) {label}: mean shifted {np.mean([out['b'][label]['domains'][d]['acc_v1'] for d in shifted]):.4f}",
               flush=True)
     for label, (name, kwargs) in SEQUENTIAL.items():
         if only and name not in only:
             continue
-        _, seq = absorb_sequence(v0, experts["distilled"], suite, name, order=shifted, **settings, **kwargs)
+        _, seq = absorb_sequence(v0, experts["distilled"], suite, name, order=shifted, **settings, params=kwargs)
         out["c"][label] = _sequence_row(seq)
         print(f"  seed {seed} (c) {label}: mean forgetting {out['c'][label]['mean_forgetting']:.4f}", flush=True)
     out["experts"] = {kind: {n: float(np.mean(m.predict(suite[n].X_test) == suite[n].y_test)) for n, m in e.items()}

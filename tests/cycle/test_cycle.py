@@ -45,8 +45,8 @@ def test_generations_are_checkpointed_and_measured(uninterrupted, tmp_path):
     assert set(last.accuracy) == {"large", "expert:noisy", "expert:shifted"}
     assert last.field_samples == {"noisy": 50, "shifted": 50}  # all the experts' field data by the last generation
     assert result.generations[1].field_samples == {"noisy": 25, "shifted": 25}
-    assert last.feedback["strategy"] == "data_feedback"
-    assert set(last.feedback["domains"]) == {"default", "noisy", "shifted"}
+    assert last.feedback.strategy == "data_feedback"
+    assert set(last.feedback.domains) == {"default", "noisy", "shifted"}
 
 
 class _Interrupt(Exception):
@@ -122,8 +122,8 @@ def test_resume_refuses_another_config_or_an_existing_run(uninterrupted, tmp_pat
 class _Sabotage(FeedbackStrategy):
     """Trains the large model on shuffled labels: the gate must refuse the result."""
 
-    def prepare(self, large, experts, suite):
-        general = suite[suite.meta["general_domain"]]
+    def prepare(self, ctx):
+        general = ctx.suite[ctx.suite.meta["general_domain"]]
         y = np.random.default_rng(0).permutation(general.y_train)
         return TrainingData(general.X_train.reshape(len(y), -1), y)
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 import pytest
 
 from crossfeed.data import DomainSuite, load_suite
-from crossfeed.feedback import FeedbackReport, FeedbackStrategy, absorb
+from crossfeed.feedback import FeedbackContext, FeedbackReport, FeedbackStrategy, TrainSettings, absorb
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import finetune
 
 ABSORB = {"epochs": 20, "lr": 1e-3, "random_state": 0}
+
+
+def context(large, experts, suite, **settings):
+    """The FeedbackContext a strategy's hooks receive inside absorb (for calling hooks directly)."""
+    return FeedbackContext(large, experts, suite, TrainSettings(**settings))
 
 
 @pytest.fixture(scope="package")

@@ -45,9 +45,11 @@ def test_other_bad_input(v0, experts, suite):
         absorb(v0, {"nowhere": experts["noisy"]}, suite, "data_feedback", epochs=1)
     with pytest.raises(ValidationError, match="non-empty"):
         absorb(v0, {}, suite, "data_feedback", epochs=1)
-    with pytest.raises(ValidationError, match="keyword"):
-        absorb(v0, experts, suite, FeedbackStrategy(), epochs=1, threshold=0.5)
-    with pytest.raises(ValidationError, match="keyword"):
-        absorb(v0, experts, suite, "data_feedback", epochs=1, nonsense=1)
+    with pytest.raises(ValidationError, match="only used with a strategy name"):
+        absorb(v0, experts, suite, FeedbackStrategy(), epochs=1, params={"threshold": 0.5})
+    with pytest.raises(ValidationError, match="has no parameter 'nonsense'"):
+        absorb(v0, experts, suite, "data_feedback", epochs=1, params={"nonsense": 1})
+    with pytest.raises(ValidationError, match="did you mean 'threshold'"):
+        absorb(v0, experts, suite, "data_feedback", epochs=1, params={"treshold": 0.5})
     with pytest.raises(NotFittedError):
         absorb(TorchClassifier("linear"), experts, suite, "data_feedback", epochs=1)

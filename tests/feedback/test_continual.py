@@ -9,19 +9,12 @@ from torch import nn
 
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.feedback import STRATEGIES, absorb, absorb_sequence
-from crossfeed.feedback.continual import (
-    EWC,
-    FrozenNormStatsHook,
-    KDTermHook,
-    Replay,
-    SequentialKD,
-    balanced_quotas,
-    diagonal_fisher,
-    ewc_penalty,
-)
+from crossfeed.feedback import EWC, Replay, SequentialKD, diagonal_fisher, ewc_penalty
+from crossfeed.feedback._continual import FrozenNormStatsHook, KDTermHook, balanced_quotas
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import kd_loss
 from crossfeed.training import Batch
+from tests.feedback.conftest import context
 
 ORDER = ["noisy", "sheared", "shifted", "scaled"]
 SEQUENCE = {"order": ORDER, "epochs": 10, "lr": 1e-3, "random_state": 0}
@@ -166,7 +159,7 @@ def test_replay_memory_is_fixed_size_balanced_and_seeded(v0, experts, suite):
 
 @pytest.mark.parametrize("name", ["sequential_kd", "ewc", "lwf"])
 def test_a_step_trains_on_the_current_field_data_only(name, v0, experts, suite):
-    data = STRATEGIES.get(name)().prepare(v0, {"noisy": experts["noisy"]}, suite)
+    data = STRATEGIES.get(name)().prepare(context(v0, {"noisy": experts["noisy"]}, suite))
     X_field = suite["noisy"].X_field
     assert np.array_equal(data.X, X_field.reshape(len(X_field), -1)) and not data.labelled.any()
     expected = torch.softmax(torch.as_tensor(experts["noisy"].predict_logits(X_field)), dim=1).numpy()
@@ -203,12 +196,12 @@ def test_a_step_must_show_every_class(v0, suite):
         ("replay", {"memory_size": 2.5}, "memory_size"),
         ("replay", {"seed": "a"}, "seed"),
         ("sequential_kd", {"freeze_norm_stats": "yes"}, "freeze_norm_stats"),
-        ("ewc", {"method": "ewc"}, "keyword"),
+        ("ewc", {"method": "ewc"}, "no parameter"),
     ],
 )
 def test_bad_settings_raise(name, kwargs, match, v0, experts, suite):
     with pytest.raises(ValidationError, match=match):
-        absorb(v0, {"noisy": experts["noisy"]}, suite, name, epochs=1, **kwargs)
+        absorb(v0, {"noisy": experts["noisy"]}, suite, name, epochs=1, params=kwargs)
 
 
 def test_ewc_needs_one_architecture_along_the_sequence(v0, experts, suite):

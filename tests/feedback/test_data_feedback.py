@@ -12,7 +12,7 @@ from .conftest import ABSORB
 
 
 def test_data_feedback_absorbs_the_experts(v0, experts, suite, control):
-    _, report = absorb(v0, experts, suite, "data_feedback", threshold=0.8, **ABSORB)
+    _, report = absorb(v0, experts, suite, "data_feedback", params={"threshold": 0.8}, **ABSORB)
     v0_acc, v1_acc = report.mean("acc_v0"), report.mean("acc_v1")
     # measured (seed 0): v0 0.466, control 0.477, v1 0.641, experts 0.767
     assert v1_acc > v0_acc + 0.10
@@ -23,10 +23,10 @@ def test_data_feedback_absorbs_the_experts(v0, experts, suite, control):
 
 
 def test_threshold_zero_keeps_every_field_sample_and_bad_threshold_raises(v0, experts, suite):
-    _, loose = absorb(v0, experts, suite, "data_feedback", threshold=0.0, epochs=1)
+    _, loose = absorb(v0, experts, suite, "data_feedback", params={"threshold": 0.0}, epochs=1)
     assert loose.info["kept"] == loose.info["field_samples"]
     with pytest.raises(ValidationError, match="threshold"):
-        absorb(v0, experts, suite, "data_feedback", threshold=1.5, epochs=1)
+        absorb(v0, experts, suite, "data_feedback", params={"threshold": 1.5}, epochs=1)
 
 
 def test_confident_pseudo_labels():

@@ -9,6 +9,7 @@ import torch
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback import absorb
 from crossfeed.feedback.ensemble_distill import EnsembleDistill, ensemble_logits
+from tests.feedback.conftest import context
 
 from .conftest import ABSORB
 
@@ -61,13 +62,13 @@ def test_bad_settings_raise(kwargs, match, v0, experts, suite):
 
 def test_general_teacher_and_members(v0, experts, suite):
     strategy = EnsembleDistill(include_large=False, general_teacher="ensemble")
-    data = strategy.prepare(v0, experts, suite)
+    data = strategy.prepare(context(v0, experts, suite))
     n_gen = len(suite["default"].X_train)
-    logits = data.info["_teacher_logits"]
+    logits = data.teacher_logits
     assert data.info["members"] == [f"expert:{n}" for n in experts]
     X_general = data.X[:5]
     expected = np.mean([e.predict_logits(X_general) for e in experts.values()], axis=0)
     assert np.allclose(logits[:5], expected, atol=1e-5)
     assert data.labelled[:n_gen].all() and not data.labelled[n_gen:].any()
-    old_large = EnsembleDistill().prepare(v0, experts, suite).info["_teacher_logits"]
+    old_large = EnsembleDistill().prepare(context(v0, experts, suite)).teacher_logits
     assert np.allclose(old_large[:5], v0.predict_logits(X_general), atol=1e-5)

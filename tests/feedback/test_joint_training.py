@@ -27,7 +27,7 @@ class _StartFrom(FeedbackStrategy):
     def __init__(self, module):
         self.module = module
 
-    def initial_module(self, large, experts, suite):
+    def initial_module(self, ctx):
         return self.module
 
 
@@ -63,8 +63,8 @@ def test_an_expert_weaker_than_the_large_model_is_replaced_by_it(v0, experts, su
     shuffled = np.random.default_rng(0).permutation(d.y_train)
     useless = TorchClassifier("cnn1d", module_kwargs={"size": "tiny"}, epochs=5, random_state=0).fit(d.X_train, shuffled)
     team = {**experts, "noisy": useless}
-    _, replaced = absorb(v0, team, suite, "data_feedback", threshold=0.0, **ABSORB)
-    _, kept = absorb(v0, team, suite, "data_feedback", threshold=0.0, keep_weaker_experts=True, **ABSORB)
+    _, replaced = absorb(v0, team, suite, "data_feedback", params={"threshold": 0.0}, **ABSORB)
+    _, kept = absorb(v0, team, suite, "data_feedback", params={"threshold": 0.0}, keep_weaker_experts=True, **ABSORB)
     assert set(replaced.info["replaced_experts"]) == {"noisy"} and kept.info["replaced_experts"] == {}
     row = replaced.info["replaced_experts"]["noisy"]
     assert row["expert_val_accuracy"] <= row["large_val_accuracy"]

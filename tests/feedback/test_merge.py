@@ -13,6 +13,7 @@ from crossfeed.exceptions import ValidationError
 from crossfeed.feedback import absorb
 from crossfeed.feedback.merge import FOREIGN_DISTANCE, Merge, recompute_batchnorm
 from crossfeed.models import TorchClassifier
+from tests.feedback.conftest import context
 
 from .conftest import ABSORB
 
@@ -30,33 +31,33 @@ from .conftest import ABSORB
 
 @pytest.mark.parametrize("method", ["average", "task_arithmetic", "ties"])
 def test_merging_alone_absorbs_the_experts(method, v0, same_arch_experts, suite, control):
-    _, report = absorb(v0, same_arch_experts, suite, "merge", method=method, epochs=0)
-    _, bn_only = absorb(v0, same_arch_experts, suite, "merge", method=method, lam=0.0, epochs=0)
+    _, report = absorb(v0, same_arch_experts, suite, "merge", params={"method": method}, epochs=0)
+    _, bn_only = absorb(v0, same_arch_experts, suite, "merge", params={"method": method, "lam": 0.0}, epochs=0)
     assert report.mean("acc_v1") > control.mean("acc_v1") + 0.05
     assert report.mean("acc_v1") > bn_only.mean("acc_v1") + 0.05  # the weights do it, not the statistics
     assert report.info["merge"]["method"] == method and report.info["merge"]["experts"] == list(same_arch_experts)
 
 
 def test_fine_tuning_the_merge_recovers_more(v0, same_arch_experts, suite):
-    _, merged = absorb(v0, same_arch_experts, suite, "merge", method="average", epochs=0)
-    _, tuned = absorb(v0, same_arch_experts, suite, "merge", method="average", **ABSORB)
+    _, merged = absorb(v0, same_arch_experts, suite, "merge", params={"method": "average"}, epochs=0)
+    _, tuned = absorb(v0, same_arch_experts, suite, "merge", params={"method": "average"}, **ABSORB)
     assert tuned.mean("acc_v1") > merged.mean("acc_v1") + 0.05
     assert tuned.forgetting < 0.03
 
 
 def test_merged_weights_are_the_experts_average(v0, same_arch_experts, suite):
     states = [e.module_.state_dict() for e in same_arch_experts.values()]
-    merged = Merge(method="average", bn_stats="average").initial_module(v0, same_arch_experts, suite).state_dict()
+    merged = Merge(method="average", bn_stats="average").initial_module(context(v0, same_arch_experts, suite)).state_dict()
     for key, value in merged.items():
         if value.is_floating_point():
             assert torch.allclose(value, torch.stack([s[key] for s in states]).mean(0), atol=1e-6), key
-    lam0 = Merge(method="ties", lam=0.0, bn_stats="average").initial_module(v0, same_arch_experts, suite)
+    lam0 = Merge(method="ties", lam=0.0, bn_stats="average").initial_module(context(v0, same_arch_experts, suite))
     for name, p in lam0.named_parameters():
         assert torch.equal(p, v0.module_.state_dict()[name]), name
 
 
 def test_batchnorm_statistics_are_recomputed_on_unlabelled_data(v0, same_arch_experts, suite):
-    module = Merge(method="average").initial_module(v0, same_arch_experts, suite)
+    module = Merge(method="average").initial_module(context(v0, same_arch_experts, suite))
     unlabelled = np.concatenate([suite["default"].X_train] + [suite[n].X_field for n in same_arch_experts])
     batches = torch.split(torch.as_tensor(unlabelled, dtype=torch.float32), 256)
     with torch.no_grad():  # the first BatchNorm's input, batch by batch
@@ -67,7 +68,7 @@ def test_batchnorm_statistics_are_recomputed_on_unlabelled_data(v0, same_arch_ex
     assert torch.allclose(module.features[1].running_mean, mean, atol=1e-5)
     assert torch.allclose(module.features[1].running_var, var, atol=1e-5)
     assert not torch.allclose(module.features[1].running_mean, v0.module_.features[1].running_mean, atol=1e-2)
-    averaged = Merge(method="average", bn_stats="average").initial_module(v0, same_arch_experts, suite)
+    averaged = Merge(method="average", bn_stats="average").initial_module(context(v0, same_arch_experts, suite))
     for name, p in module.named_parameters():  # only the statistics differ
         assert torch.equal(p, averaged.state_dict()[name]), name
 

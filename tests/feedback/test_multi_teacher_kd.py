@@ -14,7 +14,7 @@ from .conftest import ABSORB
 
 @pytest.mark.parametrize("domain_known, margin", [(True, 0.10), (False, 0.05)])
 def test_multi_teacher_kd_absorbs_the_experts(domain_known, margin, v0, experts, suite, control):
-    _, report = absorb(v0, experts, suite, "multi_teacher_kd", domain_known=domain_known, **ABSORB)
+    _, report = absorb(v0, experts, suite, "multi_teacher_kd", params={"domain_known": domain_known}, **ABSORB)
     v0_acc, v1_acc = report.mean("acc_v0"), report.mean("acc_v1")
     # measured (seed 0): v0 0.466, control 0.477, v1 0.647 (known) / 0.589 (unknown), experts 0.767
     assert v1_acc > v0_acc + margin
@@ -46,4 +46,4 @@ def test_bad_settings_raise(v0, experts, suite):
     with pytest.raises(ValidationError, match="temperature"):
         absorb(v0, experts, suite, MultiTeacherKD(temperature=-1.0), epochs=1)
     with pytest.raises(ValidationError, match="alpha"):
-        absorb(v0, experts, suite, "multi_teacher_kd", alpha=2.0, epochs=1)
+        absorb(v0, experts, suite, "multi_teacher_kd", params={"alpha": 2.0}, epochs=1)

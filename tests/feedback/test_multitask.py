@@ -65,7 +65,7 @@ def test_domain_model_needs_a_trained_head(trained, v0, experts, suite):
 
 def test_bad_settings_and_networks_without_a_trunk(v0, experts, suite):
     with pytest.raises(ValidationError, match="temperature"):
-        absorb(v0, experts, suite, "multitask", temperature=0.0, epochs=1)
+        absorb(v0, experts, suite, "multitask", params={"temperature": 0.0}, epochs=1)
     with pytest.raises(ValidationError, match="head_weight"):
         absorb(v0, experts, suite, MultiTask(head_weight=-1.0), epochs=1)
     general = suite["default"]

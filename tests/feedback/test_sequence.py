@@ -7,7 +7,7 @@ import pytest
 
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback import SequenceReport, absorb_sequence
-from crossfeed.feedback.continual import SequentialKD
+from crossfeed.feedback import SequentialKD
 
 FAST = {"epochs": 1, "lr": 1e-3, "random_state": 0}
 
@@ -20,12 +20,12 @@ class Recording(SequentialKD):
         self.prepared: list[list[str]] = []
         self.remembered: list[tuple[list[str], object]] = []
 
-    def prepare(self, large, experts, suite):
-        self.prepared.append(list(experts))
-        return super().prepare(large, experts, suite)
+    def prepare(self, ctx):
+        self.prepared.append(list(ctx.experts))
+        return super().prepare(ctx)
 
-    def remember(self, new_large, experts, suite, data):
-        self.remembered.append((list(experts), new_large))
+    def remember(self, ctx, new_large, data):
+        self.remembered.append((list(ctx.experts), new_large))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_order_must_list_every_expert_once(order, v0, experts, suite):
 
 
 def test_strategy_keywords_reach_the_strategy(v0, experts, suite):
-    _, report = absorb_sequence(v0, {"noisy": experts["noisy"]}, suite, "replay", memory_size=30, **FAST)
+    _, report = absorb_sequence(v0, {"noisy": experts["noisy"]}, suite, "replay", params={"memory_size": 30}, **FAST)
     assert report.steps[0].info["replayed"] == 30
-    with pytest.raises(ValidationError, match="keyword"):
-        absorb_sequence(v0, {"noisy": experts["noisy"]}, suite, SequentialKD(), memory_size=30, **FAST)
+    with pytest.raises(ValidationError, match="only used with a strategy name"):
+        absorb_sequence(v0, {"noisy": experts["noisy"]}, suite, SequentialKD(), params={"memory_size": 30}, **FAST)

@@ -11,6 +11,7 @@ from torch import nn
 from crossfeed.exceptions import UnknownNameError, ValidationError
 from crossfeed.feedback import absorb
 from crossfeed.feedback.transfer_init import TransferInit, transplant, transplant_plan
+from tests.feedback.conftest import context
 
 from .conftest import ABSORB
 
@@ -19,14 +20,14 @@ FEATURES = ["features.0", "features.1", "features.4", "features.5", "features.8"
 
 def test_transplant_copies_the_experts_layers(v0, same_arch_experts, suite):
     one = {"noisy": same_arch_experts["noisy"]}
-    module = TransferInit(layers=["features"]).initial_module(v0, one, suite)
+    module = TransferInit(layers=["features"]).initial_module(context(v0, one, suite))
     got, expert, large = module.state_dict(), one["noisy"].module_.state_dict(), v0.module_.state_dict()
     for key in got:
         source = expert if key.startswith("features.") else large  # the head stays the large model's
         assert torch.equal(got[key], source[key]), key
     assert any(not torch.equal(expert[k], large[k]) for k in got if k.startswith("features."))
 
-    everything = TransferInit().initial_module(v0, same_arch_experts, suite).state_dict()
+    everything = TransferInit().initial_module(context(v0, same_arch_experts, suite)).state_dict()
     for key, value in everything.items():
         if value.is_floating_point():  # every layer: the experts' average
             mean = torch.stack([e.module_.state_dict()[key] for e in same_arch_experts.values()]).mean(0)
@@ -53,7 +54,7 @@ def test_other_architectures_transplant_nothing_and_warn(v0, experts, suite, cap
         _, report = absorb(v0, experts, suite, "transfer_init", epochs=1, keep_weaker_experts=True)
     assert report.info["transplanted"] == {}
     assert "nothing is transplanted" in caplog.text
-    assert TransferInit().initial_module(v0, experts, suite) is None  # training starts from v0's weights
+    assert TransferInit().initial_module(context(v0, experts, suite)) is None  # training starts from v0's weights
 
 
 def test_mixed_experts_give_what_they_can(v0, experts, same_arch_experts):
@@ -76,7 +77,7 @@ def test_plan_and_transplant_on_hand_made_modules():
 
 def test_bad_settings_raise(v0, same_arch_experts, suite):
     with pytest.raises(UnknownNameError, match="did you mean 'features'"):
-        absorb(v0, same_arch_experts, suite, "transfer_init", layers=["feature"], epochs=1)
+        absorb(v0, same_arch_experts, suite, "transfer_init", params={"layers": ["feature"]}, epochs=1)
     with pytest.raises(ValidationError, match="layers"):
         absorb(v0, same_arch_experts, suite, TransferInit(layers=[0]), epochs=1)
     with pytest.raises(ValidationError, match="layers"):

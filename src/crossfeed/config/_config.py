@@ -115,7 +115,11 @@ class FeedbackConfig:
 
     ``strategy``/``kwargs`` produce the next large model; each ``compare`` strategy runs from the
     same large model and experts and is reported beside it (absorption per domain), but does not
-    go on. ``gate``: keep the previous large model when the new one loses more than ``tolerance``
+    go on. ``epochs``, ``lr``, ``batch_size``, ``weight_decay``, ``optimizer``, ``threads``: the
+    :class:`~crossfeed.feedback.TrainSettings` of the step; ``batch_size``, ``weight_decay`` and
+    ``optimizer`` left null take the large model's values (``large.*``), and the report records the
+    settings used. ``kwargs`` are the strategy's own parameters, checked against its declaration
+    when the config loads. ``gate``: keep the previous large model when the new one loses more than ``tolerance``
     validation accuracy on any domain. The default, 2 points, is about one standard error of an
     accuracy near 70% measured on 500 validation samples: a smaller tolerance mostly gates on
     noise and stalls the cycle. ``keep_weaker_experts``: see :func:`crossfeed.feedback.absorb`.
@@ -125,6 +129,10 @@ class FeedbackConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     lr: float = 1e-3
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    optimizer: str | None = None
+    threads: int | None = None
     compare: list[StrategyConfig] = field(default_factory=list)
     gate: bool = True
     tolerance: float = 0.02
@@ -327,6 +335,15 @@ def _check_values(config: ExperimentConfig) -> None:
         )
     if config.feedback.tolerance < 0:
         raise ValidationError(f"feedback.tolerance must be >= 0; got {config.feedback.tolerance}")
+    f = config.feedback
+    if f.optimizer is not None and f.optimizer not in ("adamw", "adam", "sgd"):
+        raise ValidationError(f"feedback.optimizer must be 'adamw', 'adam', 'sgd' or null; got {f.optimizer!r}")
+    if f.batch_size is not None and f.batch_size < 1:
+        raise ValidationError(f"feedback.batch_size must be >= 1 or null; got {f.batch_size}")
+    if f.weight_decay is not None and f.weight_decay < 0:
+        raise ValidationError(f"feedback.weight_decay must be >= 0 or null; got {f.weight_decay}")
+    if f.threads is not None and f.threads < 1:
+        raise ValidationError(f"feedback.threads must be >= 1 or null; got {f.threads}")
 
 
 def _check_names(config: ExperimentConfig, source: str) -> None:
@@ -343,10 +360,15 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
             registry.get(name)
         except UnknownNameError as exc:
             raise UnknownNameError(f"{source}: {where}: {exc.args[0]}") from None
-    strategies = [(config.feedback.strategy, config.feedback.kwargs, "feedback.kwargs"),
-                  *((c.strategy, c.kwargs, f"feedback.compare[{i}].kwargs") for i, c in enumerate(config.feedback.compare))]
+    strategies = [(config.feedback.strategy, config.feedback.kwargs, "feedback"),
+                  *((c.strategy, c.kwargs, f"feedback.compare[{i}]") for i, c in enumerate(config.feedback.compare))]
     for name, kwargs, where in strategies:
-        try:
-            STRATEGIES.get(name)(**kwargs)
-        except TypeError as exc:
-            raise ValidationError(f"{source}: {where}: the {name!r} strategy does not take these arguments: {exc}") from None
+        cls = STRATEGIES.get(name)
+        cls.check_params(kwargs, owner=f"{source}: {where}.kwargs (strategy {name!r})")
+        # cross-field rules: what the strategy needs of the rest of the config
+        if cls.needs_same_architecture and config.experts.method != "finetune":
+            raise ValidationError(
+                f"{source}: {where}.strategy {name!r} merges weights, so its experts must share the large model's "
+                f"architecture; experts.method is {config.experts.method!r}. Set experts.method: finetune, or choose a "
+                "distilling strategy (multi_teacher_kd, ensemble_distill)"
+            )

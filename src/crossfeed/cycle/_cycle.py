@@ -44,7 +44,7 @@ from crossfeed.cycle._results import CycleResult, GenerationResult
 from crossfeed.data import DomainSuite, load_suite
 from crossfeed.evaluate import domain_accuracy
 from crossfeed.exceptions import EmptyDataError
-from crossfeed.feedback import FeedbackReport, absorb
+from crossfeed.feedback import TrainSettings, absorb
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import finetune, spawn_experts
 
@@ -115,6 +115,7 @@ def run_cycle(
     expert_domains = config.experts.domains or [n for n in suite.names if n != general]
     for name in expert_domains:
         suite[name]  # unknown names raise with the list of domains
+    field_batches(suite, 1, config.generations, expert_domains)  # enough field data for every generation, before training
     root = Path(out) if out is not None else None
 
     start_gen, large, history = 0, None, []
@@ -193,15 +194,16 @@ def _generation(
 
     f = config.feedback
     progress.stage(f"generation {g}: feedback ({f.strategy})")
-    settings = {"epochs": f.epochs, "lr": f.lr, "random_state": feedback_seed, "keep_weaker_experts": f.keep_weaker_experts}
-    new, report = absorb(large, experts, suite, f.strategy, **settings, **f.kwargs)
+    settings = feedback_settings(config, large, feedback_seed)
+    new, report = absorb(large, experts, suite, f.strategy, settings, params=f.kwargs,
+                         keep_weaker_experts=f.keep_weaker_experts)
     seconds["feedback"] = report.wall_seconds
     compare = {}
     for c in f.compare:
         progress.stage(f"generation {g}: comparing with {c.strategy}")
-        _, other = absorb(large, experts, suite, c.strategy, **settings, **c.kwargs)
-        compare[c.strategy] = _report_dict(other)
-        seconds[f"compare:{c.strategy}"] = other.wall_seconds
+        _, compare[c.strategy] = absorb(large, experts, suite, c.strategy, settings, params=c.kwargs,
+                                        keep_weaker_experts=f.keep_weaker_experts)
+        seconds[f"compare:{c.strategy}"] = compare[c.strategy].wall_seconds
 
     old_val, new_val = domain_accuracy(large, suite, "val"), domain_accuracy(new, suite, "val")
     accepted = not f.gate or all(new_val[d] >= old_val[d] - f.tolerance for d in suite.names)
@@ -214,31 +216,21 @@ def _generation(
     accuracy = {"large": domain_accuracy(new, suite, "test")}
     accuracy.update({f"expert:{name}": domain_accuracy(model, suite, "test") for name, model in experts.items()})
     record = GenerationResult(
-        g, accuracy, new_val, feedback=_report_dict(report), compare=compare, accepted=accepted,
+        g, accuracy, new_val, feedback=report, compare=compare, accepted=accepted,
         field_samples={name: len(suite[name].X_field) for name in expert_domains}, seconds=seconds,
     )
     return new, experts, record
 
 
+def feedback_settings(config: ExperimentConfig, large: TorchClassifier, seed: int) -> TrainSettings:
+    """The feedback step's settings: ``feedback.*`` of the config; batch size, weight decay and
+    optimizer left null there are the large model's (``large.*``)."""
+    f = config.feedback
+    chosen = {"batch_size": f.batch_size, "weight_decay": f.weight_decay, "optimizer": f.optimizer}
+    return TrainSettings.like(large, epochs=f.epochs, lr=f.lr, seed=seed, device=config.device, threads=f.threads,
+                              **{k: v for k, v in chosen.items() if v is not None})
+
+
 def _derive_seed(seed: int, generation: int, role: int) -> int:
     """A seed of its own for each (run seed, generation, role): no two steps share a random stream."""
     return int(np.random.SeedSequence([seed, generation, role]).generate_state(1)[0] >> 1)
-
-
-def _report_dict(report: FeedbackReport) -> dict[str, Any]:
-    data = dataclasses.asdict(report)
-    data["info"] = _jsonable(report.info)
-    return data
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 64 else f"array{value.shape}"
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from crossfeed.config import ExperimentConfig, config_to_dict
+from crossfeed.feedback import FeedbackReport
 
 __all__ = ["CycleResult", "ExperimentResult", "GenerationResult"]
 
@@ -27,8 +28,8 @@ class GenerationResult:
     generation : 0 for the initial large model, then 1, 2, ...
     accuracy : model name -> domain -> test accuracy; models are ``"large"`` and ``"expert:<domain>"``.
     val_accuracy : domain -> validation accuracy of this generation's large model (what the gate reads).
-    feedback : the feedback step's report as a dict (``None`` in generation 0).
-    compare : strategy name -> report dict of each comparison strategy.
+    feedback : the feedback step's :class:`~crossfeed.feedback.FeedbackReport` (``None`` in generation 0).
+    compare : strategy name -> the report of each comparison strategy.
     accepted : False when the gate kept the previous large model.
     field_samples : domain -> field samples available to this generation.
     seconds : wall-clock seconds per step.
@@ -37,17 +38,29 @@ class GenerationResult:
     generation: int
     accuracy: dict[str, dict[str, float]]
     val_accuracy: dict[str, float]
-    feedback: dict[str, Any] | None = None
-    compare: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feedback: FeedbackReport | None = None
+    compare: dict[str, FeedbackReport] = field(default_factory=dict)
     accepted: bool = True
     field_samples: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def reports(self) -> list[tuple[str, FeedbackReport, bool]]:
+        """``(strategy, report, is_main)`` of the feedback step and every compared strategy."""
+        if self.feedback is None:
+            return []
+        return [(self.feedback.strategy, self.feedback, True), *((n, r, False) for n, r in self.compare.items())]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["feedback"] = None if self.feedback is None else self.feedback.to_dict()
+        data["compare"] = {n: r.to_dict() for n, r in self.compare.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationResult:
+        data = dict(data)
+        data["feedback"] = None if data.get("feedback") is None else FeedbackReport.from_dict(data["feedback"])
+        data["compare"] = {n: FeedbackReport.from_dict(r) for n, r in data.get("compare", {}).items()}
         return cls(**data)
 
 
@@ -91,12 +104,11 @@ class ExperimentResult:
         absorption: dict[str, dict[str, Any]] = {}
         for cycle in self.cycles:
             last = cycle.generations[-1]
-            reports = {} if last.feedback is None else {last.feedback["strategy"]: last.feedback, **last.compare}
-            for strategy, report in reports.items():
+            for strategy, report, _ in last.reports():
                 absorption.setdefault(strategy, {})
-                for d, row in report["domains"].items():
-                    if row["absorption"] is not None:
-                        absorption.setdefault(strategy, {}).setdefault(d, []).append(row["absorption"])
+                for d, row in report.domains.items():
+                    if row.absorption is not None:
+                        absorption[strategy].setdefault(d, []).append(row.absorption)
         return {
             "domains": domains,
             "general_domain": first.general_domain,

@@ -1,8 +1,11 @@
 """Feedback: the domain experts teach the large model (the feedback step of the cycle).
 
 - :class:`FeedbackStrategy`: the small base class (hooks ``prepare``, ``initial_module``,
-  ``hooks`` and ``remember`` that return values); :data:`STRATEGIES` and :func:`register`: the
-  registry of strategies by name.
+  ``hooks`` and ``remember`` that receive a :class:`FeedbackContext` and return values; parameters
+  declared once as :class:`Param` s); :class:`RoundsStrategy`: strategies with an outer loop
+  (``local_tasks`` / ``aggregate``); :class:`TrainSettings`: the explicit training settings of a
+  step; :data:`STRATEGIES`, :func:`register` and :func:`discover`: the registry. Every public
+  module of this package is a strategy and is found at import: adding one edits no other file.
 - :func:`absorb`: train a copy of the large model with a strategy; returns it and a
   :class:`FeedbackReport` (accuracy before / after, absorption, forgetting, time).
   :func:`absorb_sequence`: the domains one after another (setting c), with a :class:`SequenceReport`.
@@ -19,6 +22,9 @@ Strategies by registry name:
   then distillation.
 - ``"merge"`` (:class:`Merge`): weight averaging, task arithmetic or TIES merging of experts that
   share the large model's architecture.
+- ``"fedavg"``, ``"fedprox"`` (:class:`FedAvg`, :class:`FedProx`): federated averaging over the
+  domains as clients, on the rounds driver; ``"reptile"`` (:class:`Reptile`): a meta-learned
+  initialisation over the domains as tasks.
 - ``"ewc"``, ``"lwf"``, ``"replay"`` (:class:`EWC`, :class:`LwF`, :class:`Replay`): continual
   learning, domain after domain without forgetting; ``"sequential_kd"`` (:class:`SequentialKD`)
   is their unprotected baseline.
@@ -30,62 +36,81 @@ Strategies by registry name:
 from crossfeed.feedback._absorb import DomainFeedback, FeedbackReport, absorb
 from crossfeed.feedback._base import (
     STRATEGIES,
+    DistillData,
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
+    TrainSettings,
+    discover,
     register,
 )
-from crossfeed.feedback._merging import (
-    average_weights,
-    task_arithmetic,
-    task_vectors,
-    ties_merge,
-)
+from crossfeed.feedback._continual import diagonal_fisher, ewc_penalty
+from crossfeed.feedback._merging import average_weights, task_arithmetic, task_vectors, ties_merge
+from crossfeed.feedback._params import Param, check_params
+from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundLog, RoundsStrategy, RoundState
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
-from crossfeed.feedback.continual import (
-    EWC,
-    LwF,
-    Replay,
-    SequentialKD,
-    diagonal_fisher,
-    ewc_penalty,
-)
-from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels
-from crossfeed.feedback.ensemble_distill import EnsembleDistill
-from crossfeed.feedback.joint_training import JointTraining
-from crossfeed.feedback.merge import Merge
-from crossfeed.feedback.multi_teacher_kd import (
-    MultiTeacherKD,
-    confidence_weighted_logits,
-)
-from crossfeed.feedback.multitask import MultiTask
-from crossfeed.feedback.transfer_init import TransferInit
+
+# Every public module of this package registers its strategy: import them all (and plug-ins).
+discover(__name__)
+
+from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels  # noqa: E402
+from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
+from crossfeed.feedback.ewc import EWC  # noqa: E402
+from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
+from crossfeed.feedback.fedprox import FedProx, proximal_term  # noqa: E402
+from crossfeed.feedback.joint_training import JointTraining  # noqa: E402
+from crossfeed.feedback.lwf import LwF  # noqa: E402
+from crossfeed.feedback.merge import Merge  # noqa: E402
+from crossfeed.feedback.multi_teacher_kd import MultiTeacherKD, confidence_weighted_logits  # noqa: E402
+from crossfeed.feedback.multitask import MultiTask  # noqa: E402
+from crossfeed.feedback.replay import Replay  # noqa: E402
+from crossfeed.feedback.reptile import Reptile, reptile_update  # noqa: E402
+from crossfeed.feedback.sequential_kd import SequentialKD  # noqa: E402
+from crossfeed.feedback.transfer_init import TransferInit  # noqa: E402
 
 __all__ = [
     "DataFeedback",
+    "DistillData",
     "DomainFeedback",
     "EWC",
     "EnsembleDistill",
+    "Failure",
+    "FedAvg",
+    "FedProx",
+    "FeedbackContext",
     "FeedbackReport",
     "FeedbackStrategy",
     "JointTraining",
+    "LocalTask",
+    "LocalUpdate",
     "LwF",
     "Merge",
     "MultiTask",
     "MultiTeacherKD",
+    "Param",
     "Replay",
+    "Reptile",
+    "RoundLog",
+    "RoundState",
+    "RoundsStrategy",
     "STRATEGIES",
     "SequenceReport",
     "SequentialKD",
+    "TrainSettings",
     "TrainingData",
     "TransferInit",
     "absorb",
     "absorb_sequence",
     "average_weights",
+    "check_params",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
     "diagonal_fisher",
+    "discover",
     "ewc_penalty",
+    "proximal_term",
     "register",
+    "reptile_update",
     "task_arithmetic",
     "task_vectors",
     "ties_merge",

@@ -1,12 +1,14 @@
 """``absorb``: the feedback step of the cycle. Domain experts teach a copy of the large model.
 
-Reads like the algorithm: validate, let the strategy prepare data and hooks, warm-start a copy of
-the large model through the one training loop, then measure every domain before and after.
+Reads like the algorithm: check the strategy's parameters and the experts, replace experts that
+do not beat the large model, let the strategy prepare data and hooks (or run its rounds), train a
+copy of the large model through the one training loop, then measure every domain before and after.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,16 +20,20 @@ import torch
 from torch import nn
 
 from crossfeed.data import DomainSuite
+from crossfeed.evaluate import absorption, forgetting, prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, LabelMismatchError, ValidationError
 from crossfeed.feedback._base import (
     STRATEGIES,
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
+    TrainSettings,
     flat,
     general_data,
 )
+from crossfeed.feedback._rounds import Failure, RoundLog, RoundsStrategy, run_rounds
 from crossfeed.models import TorchClassifier, check_torch_model, fitted_copy, warm_fit
-from crossfeed.training import Batch, TrainingHook
+from crossfeed.training import Batch, TrainingHook, torch_threads
 
 __all__ = ["DomainFeedback", "FeedbackReport", "absorb"]
 
@@ -47,6 +53,13 @@ class DomainFeedback:
     acc_v1: float
     absorption: float | None
 
+    @classmethod
+    def measure(cls, large: Any, expert: Any, new: Any, X: Any, y: Any) -> DomainFeedback:
+        """The four numbers of one domain's test split (accuracies from :mod:`crossfeed.evaluate`)."""
+        acc_v0, acc_v1 = prediction_accuracy(large, X, y), prediction_accuracy(new, X, y)
+        acc_e = None if expert is None else prediction_accuracy(expert, X, y)
+        return cls(acc_v0, acc_e, acc_v1, absorption(acc_v0, acc_e, acc_v1))
+
 
 @dataclass
 class FeedbackReport:
@@ -59,7 +72,11 @@ class FeedbackReport:
     general_domain : name of the general domain.
     forgetting : ``acc_v0 - acc_v1`` on the general domain's test split (positive = forgotten).
     wall_seconds : wall-clock seconds of preparation and training.
-    info : what the strategy reported (e.g. pseudo-labels kept per domain).
+    info : what the strategy reported (e.g. pseudo-labels kept per domain), plus
+        ``replaced_experts`` (see :func:`absorb`).
+    settings : the :class:`TrainSettings` the step trained with.
+    params : the strategy's parameters.
+    rounds : per round of a rounds strategy: clients, failures, seconds, bytes sent.
     """
 
     strategy: str
@@ -68,12 +85,44 @@ class FeedbackReport:
     forgetting: float
     wall_seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    params: dict[str, Any] = field(default_factory=dict)
+    rounds: list[RoundLog] = field(default_factory=list)
 
     def mean(self, which: str, domains: Sequence[str] | None = None) -> float:
         """Mean of ``"acc_v0"``, ``"acc_v1"`` or ``"acc_expert"`` over ``domains`` (default: all shifted ones)."""
         names = list(domains) if domains is not None else [n for n in self.domains if n != self.general_domain]
         values = [getattr(self.domains[n], which) for n in names]
         return float(np.mean([v for v in values if v is not None]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (``from_dict`` reads it back)."""
+        return {"strategy": self.strategy, "general_domain": self.general_domain, "forgetting": self.forgetting,
+                "wall_seconds": self.wall_seconds, "domains": {d: dataclasses.asdict(r) for d, r in self.domains.items()},
+                "info": jsonable(self.info), "settings": self.settings.to_dict(), "params": jsonable(self.params),
+                "rounds": [dataclasses.asdict(r) for r in self.rounds]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeedbackReport:
+        rounds = [RoundLog(r["round"], tuple(r["clients"]), tuple(Failure(**f) for f in r["failures"]),
+                           r["kept_previous"], r["seconds"], r["bytes_sent"]) for r in data.get("rounds", [])]
+        return cls(data["strategy"], {d: DomainFeedback(**r) for d, r in data["domains"].items()},
+                   data["general_domain"], data["forgetting"], data["wall_seconds"], dict(data.get("info", {})),
+                   TrainSettings(**data["settings"]) if "settings" in data else TrainSettings(),
+                   dict(data.get("params", {})), rounds)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and small arrays as plain Python (large arrays summarised)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"array{value.shape}"
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 class SoftTargetsHook(TrainingHook):
@@ -98,32 +147,36 @@ def absorb(
     experts: Mapping[str, Any],
     suite: DomainSuite,
     strategy: str | FeedbackStrategy,
+    settings: TrainSettings | None = None,
     *,
-    epochs: int = 10,
-    lr: float = 1e-3,
-    random_state: int = 0,
+    params: Mapping[str, Any] | None = None,
     keep_weaker_experts: bool = False,
-    **strategy_kwargs: Any,
+    epochs: int | None = None,
+    lr: float | None = None,
+    random_state: int | None = None,
 ) -> tuple[TorchClassifier, FeedbackReport]:
     """Let domain ``experts`` teach a copy of ``large``; return the new model and a report.
 
     ``large`` is never modified: a copy of its weights keeps training (warm start) through the one
-    training loop on the data the strategy prepares, with the strategy's hooks.
+    training loop on the data the strategy prepares, with the strategy's hooks (or through the
+    rounds of a :class:`~crossfeed.feedback.RoundsStrategy`).
 
     Parameters
     ----------
     large : fitted TorchClassifier, the current large model (generation v0).
     experts : mapping domain name -> fitted classifier of that domain (same classes as ``large``).
-    suite : DomainSuite holding the domains named in ``experts`` and ``suite.meta["general_domain"]``.
+    suite : DomainSuite holding the domains named in ``experts`` and its general domain.
     strategy : a registered name (see ``STRATEGIES.names()``) or a :class:`FeedbackStrategy`.
-    epochs, lr, random_state : training settings of the feedback run; ``epochs=0`` trains nothing
-        (the new model is the strategy's ``initial_module``, e.g. merged weights).
+    settings : :class:`TrainSettings` of this step. None: ``TrainSettings.like(large)`` (the large
+        model's batch size, weight decay, optimizer and device; 10 epochs at lr 1e-3, seed 0).
+        ``epochs=0`` trains nothing (the new model is the strategy's ``initial_module``).
+    params : the strategy's parameters (only with a name), checked against its declaration.
     keep_weaker_experts : bool, default False. An expert that is not more accurate than ``large``
         on its own domain's validation split has nothing to teach there: by default the strategy
         gets ``large`` itself in its place (so that domain's field data anchors the old behaviour
         instead of pulling it down); ``report.info["replaced_experts"]`` lists them with both
         validation accuracies. True hands every expert to the strategy as it is.
-    **strategy_kwargs : passed to the strategy's constructor (only with a name).
+    epochs, lr, random_state : shorthands that override those fields of ``settings``.
 
     Returns
     -------
@@ -131,67 +184,100 @@ def absorb(
 
     Example
     -------
-    >>> from crossfeed.data import load_suite                                   # doctest: +SKIP
-    >>> new, report = absorb(large, experts, suite, "multi_teacher_kd", epochs=5)  # doctest: +SKIP
-    >>> report.forgetting < 0.05                                                # doctest: +SKIP
+    >>> new, report = absorb(large, experts, suite, "multi_teacher_kd", TrainSettings(epochs=5))  # doctest: +SKIP
+    >>> report.forgetting < 0.05                                                                 # doctest: +SKIP
     """
     large = check_torch_model(large, owner="absorb")
-    strat = resolve_strategy(strategy, strategy_kwargs)
+    strat = resolve_strategy(strategy, params)
+    settings = resolve_settings(large, settings, epochs=epochs, lr=lr, random_state=random_state)
     _check_experts(large, experts, suite, strat)
-    general, _, _ = general_data(suite)
 
     start = time.perf_counter()
-    teachers, replaced = (dict(experts), {}) if keep_weaker_experts else _replace_weaker(large, experts, suite)
-    data = strat.prepare(large, teachers, suite)
-    if data is None:
-        _, X_gen, y_gen = general_data(suite)
-        data = TrainingData(flat(X_gen), np.asarray(y_gen))
-    start_module = strat.initial_module(large, teachers, suite)
-    if epochs == 0:  # e.g. weight merging without fine-tuning
-        new = fitted_copy(large, copy.deepcopy(start_module if start_module is not None else large.module_))
-    else:
-        hooks = list(strat.hooks(large, teachers, suite, data))
-        y_fit, targets_hook = _targets(large, data, len(hooks))
-        if targets_hook is not None:
-            hooks.append(targets_hook)
-        logger.info("absorb: %s on %d samples, %d hooks", strat.name, len(data.X), len(hooks))
-        new = warm_fit(large, data.X, y_fit, module=start_module, hooks=hooks, epochs=epochs, lr=lr,
-                       random_state=random_state, patience=None, validation_fraction=0.0)
-    strat.remember(new, teachers, suite, data)
+    with torch_threads(settings.threads):
+        teachers, replaced = (dict(experts), {}) if keep_weaker_experts else _replace_weaker(large, experts, suite)
+        ctx = FeedbackContext(large, teachers, suite, settings)
+        if isinstance(strat, RoundsStrategy):
+            data, new, rounds = None, *_run_rounds(strat, ctx)
+        else:
+            data, new, rounds = *_train_once(strat, ctx), []
+        strat.remember(ctx, new, data)
     wall = time.perf_counter() - start
 
-    # Keys starting with "_" carry data from ``prepare`` to ``hooks`` (e.g. teacher logits): not reported.
-    info = {k: v for k, v in data.info.items() if not k.startswith("_")}
-    report = FeedbackReport(strat.name, {}, general, 0.0, wall, {**info, "replaced_experts": replaced})
+    general = suite.general_domain
+    info = {} if data is None else dict(data.info)
+    report = FeedbackReport(strat.name, {}, general, 0.0, wall, {**info, "replaced_experts": replaced},
+                            settings=settings, params=strat.get_params(), rounds=rounds)
     for domain in suite:
-        X_test, y_test = domain.X_test, domain.y_test
-        acc_v0 = float(np.mean(large.predict(X_test) == y_test))
-        acc_v1 = float(np.mean(new.predict(X_test) == y_test))
-        expert = experts.get(domain.name)
-        acc_e = None if expert is None else float(np.mean(expert.predict(X_test) == y_test))
-        absorption = None if acc_e is None or acc_e <= acc_v0 else (acc_v1 - acc_v0) / (acc_e - acc_v0)
-        report.domains[domain.name] = DomainFeedback(acc_v0, acc_e, acc_v1, absorption)
-    report.forgetting = report.domains[general].acc_v0 - report.domains[general].acc_v1
+        report.domains[domain.name] = DomainFeedback.measure(large, experts.get(domain.name), new,
+                                                             domain.X_test, domain.y_test)
+    report.forgetting = forgetting(report.domains[general].acc_v0, report.domains[general].acc_v1)
     return new, report
 
 
-def resolve_strategy(strategy: str | FeedbackStrategy, kwargs: dict[str, Any]) -> FeedbackStrategy:
+def resolve_settings(large: Any, settings: TrainSettings | None, *, epochs: int | None = None,
+                     lr: float | None = None, random_state: int | None = None) -> TrainSettings:
+    """``settings`` (default ``TrainSettings.like(large)``) with the shorthands applied."""
+    if settings is not None and not isinstance(settings, TrainSettings):
+        raise ValidationError(f"settings must be a crossfeed.feedback.TrainSettings; got {type(settings).__name__}")
+    base = settings if settings is not None else TrainSettings.like(large)
+    changes = {k: v for k, v in {"epochs": epochs, "lr": lr, "seed": random_state}.items() if v is not None}
+    return base.replace(**changes) if changes else base
+
+
+def _train_once(strat: FeedbackStrategy, ctx: FeedbackContext) -> tuple[TrainingData, TorchClassifier]:
+    """The single hooked training run: prepare, initial module, hooks, the one loop."""
+    large, settings = ctx.large, ctx.settings
+    data = strat.prepare(ctx)
+    if data is None:
+        _, X_gen, y_gen = general_data(ctx.suite)
+        data = TrainingData(flat(X_gen), np.asarray(y_gen))
+    start_module = strat.initial_module(ctx)
+    if start_module is not None:
+        _check_finite_module(start_module, f"the {strat.name!r} strategy's initial module")
+    if settings.epochs == 0:  # e.g. weight merging without fine-tuning
+        return data, fitted_copy(large, copy.deepcopy(start_module if start_module is not None else large.module_))
+    hooks = list(strat.hooks(ctx, data))
+    y_fit, targets_hook = _targets(large, data, len(hooks))
+    if targets_hook is not None:
+        hooks.append(targets_hook)
+    logger.info("absorb: %s on %d samples, %d hooks", strat.name, len(data.X), len(hooks))
+    new = warm_fit(large, data.X, y_fit, module=start_module, hooks=hooks, **settings.fit_params())
+    return data, new
+
+
+def _run_rounds(strat: RoundsStrategy, ctx: FeedbackContext) -> tuple[TorchClassifier, list[RoundLog]]:
+    start_module = strat.initial_module(ctx)
+    module, log = run_rounds(strat, ctx, start_module if start_module is not None else ctx.large.module_)
+    if not any(not r.kept_previous for r in log):
+        logger.warning("absorb: %s: no round produced a usable update; the large model is unchanged", strat.name)
+    return fitted_copy(ctx.large, module), log
+
+
+def _check_finite_module(module: nn.Module, what: str) -> None:
+    bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValidationError(f"{what} has non-finite weights (NaN or inf) in {bad[:3]}; an expert is broken: "
+                              "refit it or drop it")
+
+
+def resolve_strategy(strategy: str | FeedbackStrategy, params: Mapping[str, Any] | None = None) -> FeedbackStrategy:
+    """A strategy instance from a name plus parameters (checked against its declaration), or the
+    instance itself (its stored parameters checked)."""
     if isinstance(strategy, FeedbackStrategy):
-        if kwargs:
+        if params:
             raise ValidationError(
-                f"strategy keyword arguments {sorted(kwargs)} are only used with a strategy name; "
+                f"strategy parameters {sorted(params)} are only used with a strategy name; "
                 f"set them on the {type(strategy).__name__} instance instead"
             )
+        strategy.validate()
         return strategy
     if not isinstance(strategy, str):
         raise ValidationError(
             f"strategy must be a registered name ({', '.join(STRATEGIES.names())}) or a FeedbackStrategy; "
             f"got {type(strategy).__name__}"
         )
-    try:
-        return STRATEGIES.get(strategy)(**kwargs)
-    except TypeError as exc:
-        raise ValidationError(f"bad keyword arguments for feedback strategy {strategy!r}: {exc}") from exc
+    cls = STRATEGIES.get(strategy)
+    return cls(**cls.check_params(dict(params or {})))
 
 
 def _check_experts(large: TorchClassifier, experts: Mapping[str, Any], suite: DomainSuite,
@@ -213,6 +299,7 @@ def _check_experts(large: TorchClassifier, experts: Mapping[str, Any], suite: Do
             )
         if strategy.needs_same_architecture:
             _check_same_architecture(large, name, expert, strategy.name)
+            _check_finite_module(expert.module_, f"the expert of domain {name!r}")
         if strategy.needs_field_data and (domain.X_field is None or len(domain.X_field) == 0):
             raise EmptyDataError(
                 f"domain {name!r} has no field data (X_field), which the {strategy.name!r} strategy learns "
@@ -228,8 +315,8 @@ def _replace_weaker(
     teachers, replaced = {}, {}
     for name, expert in experts.items():
         X_val, y_val = suite[name].X_val, suite[name].y_val
-        acc_expert = float(np.mean(expert.predict(X_val) == y_val))
-        acc_large = float(np.mean(large.predict(X_val) == y_val))
+        acc_expert = prediction_accuracy(expert, X_val, y_val)
+        acc_large = prediction_accuracy(large, X_val, y_val)
         if acc_expert > acc_large:
             teachers[name] = expert
         else:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from crossfeed.data import DomainSuite
+from crossfeed.evaluate import absorption
 from crossfeed.exceptions import ValidationError
-from crossfeed.feedback._absorb import FeedbackReport, absorb, resolve_strategy
-from crossfeed.feedback._base import FeedbackStrategy
+from crossfeed.feedback._absorb import FeedbackReport, absorb, resolve_settings, resolve_strategy
+from crossfeed.feedback._base import FeedbackStrategy, TrainSettings
 from crossfeed.models import TorchClassifier
 
 __all__ = ["SequenceReport", "absorb_sequence"]
@@ -71,10 +72,7 @@ class SequenceReport:
     def absorption(self, domain: str) -> float | None:
         """``(final - v0) / (expert - v0)`` on ``domain``; None when its expert does not lead v0."""
         expert = self.steps[self._step(domain)].domains[domain].acc_expert
-        v0 = self.initial(domain)
-        if expert is None or expert <= v0:
-            return None
-        return (self.accuracy(domain) - v0) / (expert - v0)
+        return absorption(self.initial(domain), expert, self.accuracy(domain))
 
     def mean_forgetting(self) -> float:
         """Mean forgetting over the absorbed domains but the last (the last cannot be forgotten yet)."""
@@ -87,20 +85,22 @@ def absorb_sequence(
     experts: Mapping[str, Any],
     suite: DomainSuite,
     strategy: str | FeedbackStrategy,
+    settings: TrainSettings | None = None,
     *,
+    params: Mapping[str, Any] | None = None,
     order: Sequence[str] | None = None,
-    epochs: int = 10,
-    lr: float = 1e-3,
-    random_state: int = 0,
     keep_weaker_experts: bool = False,
-    **strategy_kwargs: Any,
+    epochs: int | None = None,
+    lr: float | None = None,
+    random_state: int | None = None,
 ) -> tuple[TorchClassifier, SequenceReport]:
     """Absorb the experts one domain at a time, in ``order``; return the final model and a report.
 
     Parameters
     ----------
-    large, experts, suite, epochs, lr, random_state, keep_weaker_experts, **strategy_kwargs : as in :func:`absorb`
-        (an expert is compared with the model of its step).
+    large, experts, suite, settings, params, keep_weaker_experts, epochs, lr, random_state : as in
+        :func:`absorb` (an expert is compared with the model of its step); step ``i`` trains with
+        seed ``settings.seed + i``.
     strategy : a registered name or a :class:`FeedbackStrategy`; one instance serves every step.
     order : the domains of ``experts`` in the order they arrive (default: the suite's order).
 
@@ -109,7 +109,8 @@ def absorb_sequence(
     >>> final, report = absorb_sequence(large, experts, suite, "ewc")  # doctest: +SKIP
     >>> report.mean_forgetting()                                                         # doctest: +SKIP
     """
-    strat = resolve_strategy(strategy, strategy_kwargs)
+    strat = resolve_strategy(strategy, params)
+    settings = resolve_settings(large, settings, epochs=epochs, lr=lr, random_state=random_state)
     if not experts:
         raise ValidationError("experts must be a non-empty mapping of domain name -> fitted classifier")
     names = [n for n in suite.names if n in experts] if order is None else list(order)
@@ -121,8 +122,8 @@ def absorb_sequence(
     start = time.perf_counter()
     model = large
     for i, name in enumerate(names):
-        model, step = absorb(model, {name: experts[name]}, suite, strat, epochs=epochs, lr=lr,
-                             random_state=random_state + i, keep_weaker_experts=keep_weaker_experts)
+        model, step = absorb(model, {name: experts[name]}, suite, strat, settings.replace(seed=settings.seed + i),
+                             keep_weaker_experts=keep_weaker_experts)
         report.steps.append(step)
     report.wall_seconds = time.perf_counter() - start
     return model, report

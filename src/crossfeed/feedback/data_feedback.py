@@ -9,21 +9,19 @@ pseudo-labelling / self-training with a teacher per domain (Lee 2013, "Pseudo-La
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
-from crossfeed.data import DomainSuite
-from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
     flat,
     general_data,
     register,
 )
+from crossfeed.feedback._params import Param
 
 __all__ = ["DataFeedback", "confident_pseudo_labels"]
 
@@ -62,13 +60,15 @@ class DataFeedback(FeedbackStrategy):
     """
 
     needs_field_data = True
+    params: ClassVar[dict[str, Param]] = {
+        "threshold": Param(float, low=0.0, high=1.0, help="minimum top probability of a kept pseudo-label"),
+    }
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and 0 <= self.threshold <= 1):
-            raise ValidationError(f"threshold must be a number in [0, 1]; got {self.threshold!r}")
+    def prepare(self, ctx: FeedbackContext) -> TrainingData:
+        experts, suite = ctx.experts, ctx.suite
         _, X_gen, y_gen = general_data(suite)
         parts_X, parts_y = [flat(X_gen)], [np.asarray(y_gen)]
         kept, seen = {}, {}

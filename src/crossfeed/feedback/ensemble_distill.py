@@ -11,28 +11,27 @@ complementarity decides, not a routing rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from crossfeed.data import DomainSuite
 from crossfeed.distill import (
     DistillationHook,
-    check_alpha,
     check_temperature,
     teacher_logits,
 )
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
+    DistillData,
+    FeedbackContext,
     FeedbackStrategy,
-    TrainingData,
     flat,
     general_data,
     register,
     with_unlabelled,
 )
+from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook
 
 __all__ = ["EnsembleDistill", "ensemble_logits"]
@@ -106,6 +105,14 @@ class EnsembleDistill(FeedbackStrategy):
     """
 
     needs_field_data = True
+    params: ClassVar[dict[str, Param]] = {
+        "temperature": Param(float, low=0.0, low_open=True, help="softening of the teacher"),
+        "alpha": Param(float, low=0.0, high=1.0, help="weight of distillation against the general hard labels"),
+        "average": Param(str, choices=AVERAGES),
+        "include_large": Param(bool, help="the old large model is a member of the ensemble"),
+        "general_teacher": Param(str, choices=GENERAL_TEACHERS, help="who teaches on the general data"),
+        "field_repeats": Param(int, low=1, help="passes over the field data per epoch"),
+    }
 
     def __init__(self, temperature: float = 2.0, alpha: float = 0.9, average: str = "logits",
                  include_large: bool = True, general_teacher: str = "large", field_repeats: int = 1) -> None:
@@ -116,24 +123,8 @@ class EnsembleDistill(FeedbackStrategy):
         self.general_teacher = general_teacher
         self.field_repeats = field_repeats
 
-    def _validate(self) -> None:
-        check_temperature(self.temperature)
-        check_alpha(self.alpha)
-        if self.average not in AVERAGES:
-            raise ValidationError(f"average must be one of {AVERAGES}; got {self.average!r}")
-        if not isinstance(self.include_large, bool):
-            raise ValidationError(f"include_large must be True or False; got {self.include_large!r}")
-        if self.general_teacher not in GENERAL_TEACHERS:
-            raise ValidationError(
-                f"general_teacher must be one of {GENERAL_TEACHERS} (who teaches on the general data); "
-                f"got {self.general_teacher!r}"
-            )
-        if not (isinstance(self.field_repeats, int) and not isinstance(self.field_repeats, bool)
-                and self.field_repeats >= 1):
-            raise ValidationError(f"field_repeats must be a positive integer; got {self.field_repeats!r}")
-
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        self._validate()
+    def prepare(self, ctx: FeedbackContext) -> DistillData:
+        large, experts, suite = ctx.large, ctx.experts, ctx.suite
         members = list(experts.values()) + ([large] if self.include_large else [])
         _, X_gen, y_gen = general_data(suite)
         X_gen = flat(X_gen)
@@ -148,11 +139,9 @@ class EnsembleDistill(FeedbackStrategy):
         logits = np.concatenate([on_general] + [teacher[n_gen:]] * self.field_repeats).astype(np.float32)
         y, labelled = with_unlabelled(y_gen, len(X) - n_gen, large.classes_[0])
         info = {"field_samples": {n: len(fields[n]) for n in experts},
-                "members": [f"expert:{n}" for n in experts] + (["large"] if self.include_large else []),
-                "_teacher_logits": logits}
-        return TrainingData(X, y, info=info, labelled_mask=labelled)
+                "members": [f"expert:{n}" for n in experts] + (["large"] if self.include_large else [])}
+        return DistillData(X, y, info=info, labelled_mask=labelled, teacher_logits=logits)
 
-    def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
-              data: TrainingData) -> list[TrainingHook]:
-        logits = data.info.pop("_teacher_logits")
-        return [DistillationHook(logits, labelled=data.labelled, temperature=self.temperature, alpha=self.alpha)]
+    def hooks(self, ctx: FeedbackContext, data: DistillData) -> list[TrainingHook]:
+        return [DistillationHook(data.teacher_logits, labelled=data.labelled, temperature=self.temperature,
+                                 alpha=self.alpha)]

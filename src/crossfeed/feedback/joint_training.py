@@ -8,13 +8,10 @@ data-free strategies are measured against it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
-from crossfeed.data import DomainSuite
 from crossfeed.feedback._base import (
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
     flat,
@@ -34,7 +31,8 @@ class JointTraining(FeedbackStrategy):
 
     data_free = False
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
+    def prepare(self, ctx: FeedbackContext) -> TrainingData:
+        experts, suite = ctx.experts, ctx.suite
         general, _, _ = general_data(suite)
         names = [general, *(n for n in experts if n != general)]
         X, y = suite.pooled("train", names)

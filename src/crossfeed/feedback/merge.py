@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,8 +40,9 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from crossfeed.data import DomainSuite
-from crossfeed.exceptions import LabelMismatchError, ValidationError
+from crossfeed.exceptions import LabelMismatchError
 from crossfeed.feedback._base import (
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
     flat,
@@ -51,13 +51,13 @@ from crossfeed.feedback._base import (
     with_unlabelled,
 )
 from crossfeed.feedback._merging import (
-    _check_density,
     average_weights,
     relative_distance,
     task_arithmetic,
     task_vectors,
     ties_merge,
 )
+from crossfeed.feedback._params import Param
 
 __all__ = ["FOREIGN_DISTANCE", "METHODS", "Merge", "recompute_batchnorm"]
 
@@ -95,10 +95,16 @@ class Merge(FeedbackStrategy):
     Example
     -------
     >>> experts = {d.name: finetune(large, d) for d in suite if d.name != "default"}       # doctest: +SKIP
-    >>> merged, report = absorb(large, experts, suite, "merge", method="ties", epochs=0)   # doctest: +SKIP
+    >>> merged, report = absorb(large, experts, suite, "merge", params={"method": "ties"}, epochs=0)  # doctest: +SKIP
     """
 
     needs_same_architecture = True
+    params: ClassVar[dict[str, Param]] = {
+        "method": Param(str, choices=tuple(METHODS)),
+        "lam": Param(float, none=True, help="scaling of the task vectors; null: the method's default"),
+        "density": Param(float, low=0.0, high=1.0, low_open=True, help="share of each task vector TIES keeps"),
+        "bn_stats": Param(str, choices=BN_STATS),
+    }
 
     def __init__(self, method: str = "average", lam: float | None = None, density: float = 0.2,
                  bn_stats: str = "recompute") -> None:
@@ -107,20 +113,13 @@ class Merge(FeedbackStrategy):
         self.density = density
         self.bn_stats = bn_stats
 
-    def _validate(self) -> float:
-        """Check the parameters; return the effective ``lam``."""
-        if self.method not in METHODS:
-            raise ValidationError(f"method must be one of {tuple(METHODS)}; got {self.method!r}")
-        if self.bn_stats not in BN_STATS:
-            raise ValidationError(f"bn_stats must be one of {BN_STATS}; got {self.bn_stats!r}")
-        _check_density(self.density)
-        lam = METHODS[self.method] if self.lam is None else self.lam
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
-            raise ValidationError(f"lam (the scaling of the task vectors) must be a finite number or None; got {lam!r}")
-        return float(lam)
+    def _lam(self) -> float:
+        """The effective ``lam``: the method's default when None."""
+        return float(METHODS[self.method] if self.lam is None else self.lam)
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        lam = self._validate()
+    def prepare(self, ctx: FeedbackContext) -> TrainingData:
+        large, experts, suite = ctx.large, ctx.experts, ctx.suite
+        lam = self._lam()
         _, X_gen, y_gen = general_data(suite)
         classes, y_gen = large.classes_, np.asarray(y_gen)
         unknown = np.setdiff1d(y_gen, classes)
@@ -143,8 +142,9 @@ class Merge(FeedbackStrategy):
             info["density"] = float(self.density)
         return TrainingData(X, y, soft_targets=np.concatenate(parts_t), info={"merge": info}, labelled_mask=labelled)
 
-    def initial_module(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> nn.Module:
-        lam = self._validate()
+    def initial_module(self, ctx: FeedbackContext) -> nn.Module:
+        large, experts, suite = ctx.large, ctx.experts, ctx.suite
+        lam = self._lam()
         module = copy.deepcopy(large.module_)
         params = [name for name, _ in module.named_parameters()]
         buffers = [name for name, _ in module.named_buffers()]

@@ -13,29 +13,28 @@ expert's confidence (its top probability).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from crossfeed.data import DomainSuite
 from crossfeed.distill import (
     DistillationHook,
-    check_alpha,
     check_temperature,
     soft_targets,
     teacher_logits,
 )
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
+    DistillData,
+    FeedbackContext,
     FeedbackStrategy,
-    TrainingData,
     flat,
     general_data,
     register,
     with_unlabelled,
 )
+from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook
 
 __all__ = ["MultiTeacherKD", "confidence_weighted_logits"]
@@ -93,6 +92,12 @@ class MultiTeacherKD(FeedbackStrategy):
     """
 
     needs_field_data = True
+    params: ClassVar[dict[str, Param]] = {
+        "temperature": Param(float, low=0.0, low_open=True, help="softening of every teacher"),
+        "alpha": Param(float, low=0.0, high=1.0, help="weight of distillation against the hard labels"),
+        "domain_known": Param(bool, help="a field sample's teacher is its domain's expert"),
+        "field_repeats": Param(int, low=1, help="passes over the field data per epoch"),
+    }
 
     def __init__(self, temperature: float = 2.0, alpha: float = 0.9, domain_known: bool = True,
                  field_repeats: int = 1) -> None:
@@ -101,11 +106,8 @@ class MultiTeacherKD(FeedbackStrategy):
         self.domain_known = domain_known
         self.field_repeats = field_repeats
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        check_temperature(self.temperature)
-        check_alpha(self.alpha)
-        if not (isinstance(self.field_repeats, int) and self.field_repeats >= 1):
-            raise ValidationError(f"field_repeats must be a positive integer; got {self.field_repeats!r}")
+    def prepare(self, ctx: FeedbackContext) -> DistillData:
+        large, experts, suite = ctx.large, ctx.experts, ctx.suite
         _, X_gen, y_gen = general_data(suite)
         X_gen = flat(X_gen)
         parts_X, parts_t, kept = [X_gen], [teacher_logits(large, X_gen)], {}
@@ -122,10 +124,9 @@ class MultiTeacherKD(FeedbackStrategy):
             kept[name] = len(X_field)
         X = np.concatenate(parts_X)
         y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
-        info = {"field_samples": kept, "_teacher_logits": np.concatenate(parts_t).astype(np.float32)}
-        return TrainingData(X, y, info=info, labelled_mask=labelled)
+        return DistillData(X, y, info={"field_samples": kept}, labelled_mask=labelled,
+                           teacher_logits=np.concatenate(parts_t))
 
-    def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
-              data: TrainingData) -> list[TrainingHook]:
-        logits = data.info.pop("_teacher_logits")
-        return [DistillationHook(logits, labelled=data.labelled, temperature=self.temperature, alpha=self.alpha)]
+    def hooks(self, ctx: FeedbackContext, data: DistillData) -> list[TrainingHook]:
+        return [DistillationHook(data.teacher_logits, labelled=data.labelled, temperature=self.temperature,
+                                 alpha=self.alpha)]

@@ -12,18 +12,19 @@ reaches the trunk, which is how the domains are absorbed.
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from crossfeed.data import DomainSuite
-from crossfeed.distill import check_temperature, kd_loss, teacher_logits
+from crossfeed.distill import kd_loss, teacher_logits
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
+    DistillData,
+    FeedbackContext,
     FeedbackStrategy,
     TrainingData,
     flat,
@@ -31,6 +32,7 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
+from crossfeed.feedback._params import Param
 from crossfeed.models import TorchClassifier, fitted_copy
 from crossfeed.training import Batch, TrainingHook
 
@@ -136,6 +138,14 @@ class DomainHeadsHook(TrainingHook):
         self.heads.cpu().eval()
 
 
+@dataclass
+class DomainHeadsData(DistillData):
+    """:class:`DistillData` plus the head of every row: -1 for the general rows, else the index of
+    the row's domain among the experts (``domain_index``, shape (n_samples,))."""
+
+    domain_index: np.ndarray = field(kw_only=True)
+
+
 @register("multitask")
 class MultiTask(FeedbackStrategy):
     """Shared trunk, the general head and one distilled head per expert domain.
@@ -169,17 +179,17 @@ class MultiTask(FeedbackStrategy):
     """
 
     needs_field_data = True
+    params: ClassVar[dict[str, Param]] = {
+        "temperature": Param(float, low=0.0, low_open=True, help="distillation temperature of the domain heads"),
+        "head_weight": Param(float, low=0.0, help="weight of the domain heads' terms"),
+    }
 
     def __init__(self, temperature: float = 2.0, head_weight: float = 1.0) -> None:
         self.temperature = temperature
         self.head_weight = head_weight
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
-        check_temperature(self.temperature)
-        if isinstance(self.head_weight, bool) or not isinstance(self.head_weight, (int, float)) or not (
-            math.isfinite(self.head_weight) and self.head_weight >= 0
-        ):
-            raise ValidationError(f"head_weight must be a non-negative finite number; got {self.head_weight!r}")
+    def prepare(self, ctx: FeedbackContext) -> DomainHeadsData:
+        large, experts, suite = ctx.large, ctx.experts, ctx.suite
         split_trunk_head(large.module_)
         _, X_gen, y_gen = general_data(suite)
         X_gen = flat(X_gen)
@@ -193,17 +203,16 @@ class MultiTask(FeedbackStrategy):
             counts[name] = len(X_field)
         X = np.concatenate(parts_X)
         y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
-        info = {"field_samples": counts, "_domain_index": np.concatenate(parts_d),
-                "_teacher_logits": np.concatenate(parts_t).astype(np.float32)}
-        return TrainingData(X, y, info=info, labelled_mask=labelled)
+        return DomainHeadsData(X, y, info={"field_samples": counts}, labelled_mask=labelled,
+                               teacher_logits=np.concatenate(parts_t), domain_index=np.concatenate(parts_d))
 
-    def hooks(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite,
-              data: TrainingData) -> list[TrainingHook]:
-        self._hook = DomainHeadsHook(data.info.pop("_domain_index"), data.info.pop("_teacher_logits"), len(experts),
+    def hooks(self, ctx: FeedbackContext, data: DomainHeadsData) -> list[TrainingHook]:
+        self._hook = DomainHeadsHook(data.domain_index, data.teacher_logits, len(ctx.experts),
                                      float(self.temperature), float(self.head_weight))
         return [self._hook]
 
-    def remember(self, new_large: Any, experts: Mapping[str, Any], suite: DomainSuite, data: TrainingData) -> None:
+    def remember(self, ctx: FeedbackContext, new_large: Any, data: TrainingData) -> None:
+        experts = ctx.experts
         hook = self.__dict__.pop("_hook", None)
         self.heads_ = {} if hook is None else dict(zip(experts, hook.heads, strict=True))
         self.model_ = new_large

@@ -20,15 +20,15 @@ import copy
 import difflib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from crossfeed.data import DomainSuite
 from crossfeed.exceptions import UnknownNameError, ValidationError
-from crossfeed.feedback._base import TrainingData, register
+from crossfeed.feedback._base import DistillData, FeedbackContext, register
 from crossfeed.feedback._merging import average_weights
+from crossfeed.feedback._params import Param
 from crossfeed.feedback.multi_teacher_kd import MultiTeacherKD
 
 __all__ = ["TransferInit", "transplant", "transplant_plan"]
@@ -161,17 +161,23 @@ class TransferInit(MultiTeacherKD):
 
     Example
     -------
-    >>> new, report = absorb(large, experts, suite, "transfer_init", layers=["features"])   # doctest: +SKIP
+    >>> new, report = absorb(large, experts, suite, "transfer_init", params={"layers": ["features"]})  # doctest: +SKIP
     >>> sorted(report.info["transplanted"])                                                # doctest: +SKIP
     ['features.0', 'features.1', 'features.4', 'features.5', 'features.8', 'features.9']
     """
+
+    params: ClassVar[dict[str, Param]] = {
+        "layers": Param(list, items=str, none=True, help="prefixes of the layer names that may be transplanted"),
+        **MultiTeacherKD.params,
+    }
 
     def __init__(self, layers: Sequence[str] | None = None, temperature: float = 2.0, alpha: float = 0.9,
                  domain_known: bool = True, field_repeats: int = 1) -> None:
         super().__init__(temperature=temperature, alpha=alpha, domain_known=domain_known, field_repeats=field_repeats)
         self.layers = layers
 
-    def prepare(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> TrainingData:
+    def prepare(self, ctx: FeedbackContext) -> DistillData:
+        large, experts = ctx.large, ctx.experts
         plan = transplant_plan(large.module_, experts, self.layers)
         if not plan:
             logger.warning(
@@ -180,10 +186,11 @@ class TransferInit(MultiTeacherKD):
                 "copies of the large model to share its layers",
                 "" if self.layers is None else f" under {self.layers!r}",
             )
-        data = super().prepare(large, experts, suite)
+        data = super().prepare(ctx)
         data.info["transplanted"] = plan
         return data
 
-    def initial_module(self, large: Any, experts: Mapping[str, Any], suite: DomainSuite) -> nn.Module | None:
+    def initial_module(self, ctx: FeedbackContext) -> nn.Module | None:
+        large, experts = ctx.large, ctx.experts
         plan = transplant_plan(large.module_, experts, self.layers)
         return transplant(large.module_, experts, plan) if plan else None

@@ -100,10 +100,9 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
                        [[label, *(_pct(v) for v in row)] for label, row in zip(labels, matrix)]))
         steps = []
         for g in cycle.generations[1:]:
-            for strategy, report in [(g.feedback["strategy"], g.feedback), *g.compare.items()]:
-                main = strategy == g.feedback["strategy"]
+            for strategy, report, main in g.reports():
                 steps.append([f"g{g.generation}", strategy + ("" if main else " (compared)"),
-                              f"{100 * report['forgetting']:+.2f}", f"{report['wall_seconds']:.1f}",
+                              f"{100 * report.forgetting:+.2f}", f"{report.wall_seconds:.1f}",
                               ("accepted" if g.accepted else "kept previous") if main else "–"])
         if steps:
             tables.append((f"Feedback steps (seed {cycle.seed})",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+import numbers
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,38 @@ from crossfeed.training._hooks import Batch, TrainingHook
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def default_threads() -> int:
+    """torch intra-op threads crossfeed trains with when none are given: half the CPUs the process
+    may use, at least 1 and at most 8.
+
+    torch's own default (every core) oversubscribes a small machine as soon as another process is
+    busy: on a 2-core machine one small-MLP fit took 10.9 s with torch's default against 0.7 s with
+    one thread while another process ran (``python benchmarks/threads.py`` measures it here).
+    Small models gain little from more threads; large ones are given more by passing ``threads``.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus // 2))
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[int]:
+    """Run the block with ``n`` torch intra-op threads (None: :func:`default_threads`); restore after."""
+    n = default_threads() if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValidationError(f"threads must be None or an integer >= 1; got {n!r}")
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @dataclass
@@ -41,11 +75,15 @@ class TrainConfig:
     mixed_precision: bool = False
     grad_clip: float | None = None
     seed: int = 0
+    threads: int | None = None
 
     def validate(self) -> None:
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+        if isinstance(self.epochs, bool) or not (isinstance(self.epochs, numbers.Integral) and self.epochs >= 1):
             raise ValidationError(f"epochs must be a positive integer; got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValidationError(f"threads must be None or an integer >= 1; got {self.threads!r}")
+        if isinstance(self.batch_size, bool) or not (isinstance(self.batch_size, numbers.Integral) and self.batch_size >= 1):
             raise ValidationError(f"batch_size must be a positive integer; got {self.batch_size!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValidationError(f"lr must be a positive finite number; got {self.lr!r}")
@@ -134,6 +172,8 @@ def train(
     soft_targets : array of shape (n_samples, n_classes), optional
         Probability targets that replace the one-hot labels in the base loss.
     X_val, y_val : validation data, optional; logged every epoch and used for early stopping.
+        With a base-loss hook, ``y`` and ``y_val`` only fill ``Batch.y``: a hook that looks its
+        targets up by ``Batch.index`` (e.g. real-valued ratings) takes placeholders such as zeros.
     hooks : TrainingHook instances (see :class:`TrainingHook`).
     callback : called after every epoch with a dict (epoch, epochs, train_loss, val_loss,
         val_accuracy); the CLI uses it to draw progress bars.
@@ -144,6 +184,14 @@ def train(
     """
     cfg = config or TrainConfig()
     cfg.validate()
+    with torch_threads(cfg.threads):
+        return _train(module, X, y, cfg, sample_weight, soft_targets, X_val, y_val, hooks, callback)
+
+
+def _train(
+    module: nn.Module, X: Any, y: Any, cfg: TrainConfig, sample_weight: Any, soft_targets: Any, X_val: Any,
+    y_val: Any, hooks: Sequence[TrainingHook], callback: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
     device = resolve_device(cfg.device)
     generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -175,10 +223,8 @@ def train(
     try:
         for epoch in range(cfg.epochs):
             module.train()
-            order = torch.randperm(n, generator=generator).to(device)
             running, seen = torch.zeros((), device=device), 0
-            for start in range(0, n, cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
+            for idx in _epoch_batches(hooks, epoch, n, cfg.batch_size, generator, device):
                 batch = Batch(
                     x=Xt[idx], y=yt[idx], index=idx,
                     weight=None if wt is None else wt[idx],
@@ -196,7 +242,11 @@ def train(
                 seen += len(idx)
             logs: dict[str, Any] = {"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": running.item() / seen}
             if has_val:
-                logs["val_loss"], logs["val_accuracy"] = evaluate_loss(module, Xv, yv)
+                base_val = _base_val_loss(module, Xv, yv, hooks)
+                if base_val is None:
+                    logs["val_loss"], logs["val_accuracy"] = evaluate_loss(module, Xv, yv)
+                else:
+                    logs["val_loss"] = base_val
             result.history.append(logs)
             if callback is not None:
                 callback(dict(logs))
@@ -223,7 +273,57 @@ def train(
     return result
 
 
+def _epoch_batches(hooks: Sequence[TrainingHook], epoch: int, n: int, batch_size: int, generator: torch.Generator,
+                   device: torch.device) -> Iterator[torch.Tensor]:
+    """The epoch's mini-batches: a hook's sampler if one gives one, else a shuffled order."""
+    samplers = [b for b in (h.batches(epoch, n, batch_size, generator) for h in hooks) if b is not None]
+    if len(samplers) > 1:
+        raise ValidationError(f"{len(samplers)} hooks returned a batch sampler; at most one may")
+    if samplers:
+        for idx in samplers[0]:
+            yield torch.as_tensor(idx, dtype=torch.long).to(device)
+        return
+    order = torch.randperm(n, generator=generator).to(device)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _base_val_loss(module: nn.Module, Xv: torch.Tensor, yv: torch.Tensor, hooks: Sequence[TrainingHook],
+                   batch_size: int = 1024) -> float | None:
+    """Mean of a base-loss hook over the validation data, or None when no hook gives one there."""
+    if all(type(h).base_loss is TrainingHook.base_loss for h in hooks):
+        return None  # no hook overrides base_loss: skip the extra forward pass
+    was_training = module.training
+    module.eval()
+    total = torch.zeros((), dtype=torch.float64, device=Xv.device)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(Xv), batch_size):
+                idx = torch.arange(start, min(start + batch_size, len(Xv)), device=Xv.device)
+                batch = Batch(x=Xv[idx], y=yv[idx], index=idx, validation=True)
+                logits = module(batch.x).float()
+                bases = [b for b in (h.base_loss(batch, logits, module) for h in hooks) if b is not None]
+                if not bases:
+                    return None
+                if len(bases) > 1:
+                    raise ValidationError(f"{len(bases)} hooks returned a base loss for the same batch; at most one may")
+                total += (bases[0].sum() if bases[0].ndim else bases[0] * len(idx)).double()
+    finally:
+        module.train(was_training)
+    return total.item() / len(Xv)
+
+
 def _batch_loss(batch: Batch, logits: torch.Tensor, module: nn.Module, hooks: Sequence[TrainingHook]) -> torch.Tensor:
+    bases = [b for b in (h.base_loss(batch, logits, module) for h in hooks) if b is not None]
+    if len(bases) > 1:
+        raise ValidationError(f"{len(bases)} hooks returned a base loss for the same batch; at most one may")
+    if bases:
+        loss = bases[0].mean() if bases[0].ndim else bases[0]
+        for hook in hooks:
+            extra = hook.extra_loss(batch, logits, module)
+            if extra is not None:
+                loss = loss + extra
+        return loss
     targets = [t for t in (h.targets(batch, module) for h in hooks) if t is not None]
     if len(targets) > 1:
         raise ValidationError(
