@@ -102,3 +102,59 @@ def test_cnn_ladder_grows():
     sizes = [sum(p.numel() for p in CNN1D(40, 10, size=s).parameters()) for s in CNN1D_SIZES]
     assert sizes == sorted(sizes) and sizes[-1] > 20 * sizes[0]
     assert {"linear", "mlp", "cnn1d"} <= set(ARCHITECTURES.names())
+
+
+def test_the_full_input_shape_is_recorded_and_enforced():
+    """(n, 10, 4) has the 40 features of (n, 4, 10) in another layout: refused, naming both shapes."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4, 10)).astype(np.float32)
+    y = rng.integers(0, 2, 64)
+    clf = TorchClassifier("mlp", module_kwargs={"hidden": (8,)}, epochs=1, random_state=0).fit(X, y)
+    assert clf.input_shape_ == (4, 10) and clf.n_features_in_ == 40
+    assert clf.predict(X).shape == (64,)
+    with pytest.raises(ValidationError, match=r"shape \(10, 4\).*fitted on samples of shape \(4, 10\).*silently misread"):
+        clf.predict(X.transpose(0, 2, 1))
+    with pytest.raises(ValidationError, match=r"fitted on samples of shape \(4, 10\) .*; it is expecting 40 features, got 36"):
+        clf.predict(X[:, :, :9].transpose(0, 2, 1))
+    # flat rows are what the network reads: always accepted, the same answers
+    np.testing.assert_allclose(clf.predict_proba(X.reshape(64, 40)), clf.predict_proba(X), rtol=1e-6)
+    with pytest.raises(ValidationError, match=r"X_val has samples of shape \(10, 4\)"):
+        TorchClassifier("mlp", epochs=1).fit(X, y, X_val=X.transpose(0, 2, 1), y_val=y)
+    flat = TorchClassifier("mlp", module_kwargs={"hidden": (8,)}, epochs=1, random_state=0).fit(X.reshape(64, 40), y)
+    assert flat.input_shape_ == (40,)
+    with pytest.raises(ValidationError, match=r"fitted on samples of shape \(40,\)"):
+        flat.predict(X)
+
+
+def test_numpy_integers_are_accepted_for_epochs_and_batch_size(blobs):
+    X, y = blobs
+    clf = TorchClassifier("mlp", epochs=np.int64(2), batch_size=np.int32(64), random_state=0).fit(X, y)
+    assert len(clf.history_) == 2
+    for bad in (True, 0, "3", 2.5):
+        with pytest.raises(ValidationError, match="epochs must be a positive integer"):
+            TorchClassifier("mlp", epochs=bad).fit(X, y)
+    with pytest.raises(ValidationError, match=r"got 2.0 of type float. Pass a whole number >= 1, e.g. epochs=2"):
+        TorchClassifier("mlp", epochs=2.0).fit(X, y)
+    with pytest.raises(ValidationError, match=r"batch_size must be a positive integer .* got np.int64\(0\)"):
+        TorchClassifier("mlp", batch_size=np.int64(0)).fit(X, y)
+
+
+@pytest.mark.parametrize(("size", "n_features", "needed"), [("tiny", 1, 2), ("small", 3, 4), ("large", 2, 4)])
+def test_cnn1d_on_too_short_input(size, n_features, needed):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(32, n_features)), rng.integers(0, 2, 32)
+    with pytest.raises(ValidationError, match=f"needs at least {needed} features per sample; got n_features={n_features}"):
+        TorchClassifier("cnn1d", module_kwargs={"size": size}, epochs=1).fit(X, y)
+    TorchClassifier("cnn1d", module_kwargs={"size": size}, epochs=1, random_state=0).fit(
+        rng.normal(size=(32, needed)), y)  # the shortest input that works
+
+
+def test_ragged_lists_are_refused_clearly(blobs):
+    with pytest.raises(ValidationError, match="ragged list whose rows differ in length"):
+        TorchClassifier("mlp", epochs=1).fit([[1.0, 2.0], [3.0]], [0, 1])
+    X, y = blobs
+    clf = TorchClassifier("mlp", epochs=1, random_state=0).fit(X, y)
+    with pytest.raises(ValidationError, match="ragged list"):
+        clf.predict([list(X[0]), list(X[1][:3])])
+    with pytest.raises(ValidationError, match="X_val must be a rectangular array"):
+        TorchClassifier("mlp", epochs=1).fit(X, y, X_val=[list(X[0]), [1.0]], y_val=y[:2])

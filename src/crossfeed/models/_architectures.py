@@ -93,6 +93,14 @@ class CNN1D(nn.Module):
         preset = CNN1D_SIZES[size] if size is not None else {"channels": (32, 32), "hidden": 64}
         channels = tuple(channels if channels is not None else preset["channels"])
         hidden = int(hidden if hidden is not None else preset["hidden"])
+        shortest = 2 ** (len(channels) - 1)  # every block after the first halves the signal
+        if n_features < shortest:
+            raise ValidationError(
+                f"cnn1d with {len(channels)} convolution blocks (channels {list(channels)}) halves its input "
+                f"{len(channels) - 1} time(s), so it needs at least {shortest} features per sample; got "
+                f"n_features={n_features}. Use fewer blocks (size 'tiny' needs 2, or channels=[...] shorter) "
+                "or the 'mlp' architecture for short inputs"
+            )
         blocks: list[nn.Module] = []
         c_in = 1
         for i, c_out in enumerate(channels):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,6 +55,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     module_ : the trained nn.Module (on CPU after ``fit``), classes_, n_features_in_,
+    input_shape_ : shape of one sample in fit, e.g. (4, 10) for X of shape (n, 4, 10), (n_features,) for 2-D X,
     history_ : per-epoch logs, best_epoch_ : epoch whose weights were kept.
 
     Example
@@ -138,7 +140,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features) (extra dimensions are flattened).
+        X : array of shape (n_samples, n_features), or (n_samples, d1, d2, ...) (flattened row-major for
+            the network; the sample shape is kept in ``input_shape_`` and prediction input must have it,
+            or be flat rows).
         y : array of shape (n_samples,).
         sample_weight : array of shape (n_samples,), optional.
         soft_targets : array of shape (n_samples, n_classes), optional
@@ -147,6 +151,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         X_val, y_val : validation data for logging and early stopping, optional.
         hooks : training hooks (distillation, EWC, ...), see :class:`crossfeed.training.TrainingHook`.
         """
+        epochs, batch_size = _positive_int(self.epochs, "epochs"), _positive_int(self.batch_size, "batch_size")
         X, y = self._validate(X, y, reset=True)
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -175,6 +180,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         seed = self._seed()
         Xv = yv = None
         if X_val is not None:
+            self._check_input_shape(np.shape(_as_array(X_val, "X_val")), "X_val")
             Xv = check_features(X_val, name="X_val", n_features=self.n_features_in_).reshape(-1, self.n_features_in_)
             yv = encode_labels(check_labels(y_val, len(Xv), name="y_val"), self.classes_, name="y_val", context="the classes seen in fit")
         elif self.validation_fraction > 0:
@@ -187,7 +193,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(seed)
         module = self._build(self.n_features_in_, n_classes)
         config = TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            epochs=epochs, batch_size=batch_size, lr=self.lr, weight_decay=self.weight_decay,
             optimizer=self.optimizer, patience=self.patience, device=self.device,
             mixed_precision=self.mixed_precision, seed=seed,
         )
@@ -208,7 +214,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         """
         if y is None and reset:
             raise ValidationError("requires y to be passed, but the target y is None")
-        X_arr = np.asarray(X) if not sp.issparse(X) else X
+        X_arr = X if sp.issparse(X) else _as_array(X, "X")
+        if not reset and not sp.issparse(X_arr):
+            self._check_input_shape(X_arr.shape, "X")
         if not sp.issparse(X_arr) and X_arr.ndim > 2:
             X = X_arr.reshape(len(X_arr), -1)
         kwargs: dict[str, Any] = {"dtype": [np.float32, np.float64], "reset": reset}
@@ -224,7 +232,34 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                 raise
             raise ValidationError(str(exc)) from exc
         X = np.asarray(X, dtype=np.float32)
+        if reset:
+            self.input_shape_ = tuple(int(d) for d in X_arr.shape[1:]) if X_arr.ndim > 2 else (int(X.shape[1]),)
         return (X, y) if reset else X
+
+    def _check_input_shape(self, shape: tuple[int, ...], name: str) -> None:
+        """Refuse samples whose shape differs from the one seen in fit (a transposed (n, 10, 4) where
+        (n, 4, 10) was fitted has the same feature count but other features in every position).
+
+        Flat rows (2-D input) are always accepted, as the network reads them (row-major, as
+        ``X.reshape(n, -1)`` flattens), and their feature count is left to sklearn's check; input
+        with more dimensions must have exactly the fitted sample shape. Models without
+        ``input_shape_`` (fitted by an older crossfeed, or copied without it) only have their
+        feature count checked.
+        """
+        fitted = getattr(self, "input_shape_", None)
+        if fitted is None or len(shape) <= 2:
+            return
+        got = tuple(int(d) for d in shape[1:])
+        if got != tuple(fitted):
+            n_fit, n_got = int(np.prod(fitted)), int(np.prod(got))
+            raise ValidationError(
+                f"{name} has samples of shape {got} (input of shape {tuple(shape)}), but this TorchClassifier was "
+                f"fitted on samples of shape {tuple(fitted)} (input of shape (n_samples, {', '.join(map(str, fitted))}))"
+                + (f"; the same {n_fit} features in another layout would be silently misread" if n_fit == n_got
+                   else f"; it is expecting {n_fit} features, got {n_got}")
+                + f". Pass data shaped as in fit (or flat rows, {name}.reshape(len({name}), -1), if it is laid out "
+                "as in fit); transpose it back if its axes were swapped"
+            )
 
     def _prepare(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "module_")
@@ -258,3 +293,25 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1 (Python or NumPy, not bool), else ``ValidationError``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValidationError(
+            f"{name} must be a positive integer (int or numpy integer); got {value!r} of type {type(value).__name__}. "
+            "Pass a whole number >= 1" + (f", e.g. {name}={int(value)}" if isinstance(value, float) and value.is_integer()
+                                          and value >= 1 else "")
+        )
+    return int(value)
+
+
+def _as_array(X: Any, name: str) -> np.ndarray:
+    """``np.asarray(X)``, with a clear error for ragged nested lists (rows of different lengths)."""
+    try:
+        return np.asarray(X)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{name} must be a rectangular array of numbers of shape (n_samples, n_features); got a ragged "
+            f"{type(X).__name__} whose rows differ in length ({exc}). Pad or cut every row to the same length"
+        ) from exc
