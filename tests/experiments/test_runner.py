@@ -60,3 +60,44 @@ def test_cli_run_and_its_errors(tmp_path):
     bad.write_text("feedback: {strategy: multi_teacher}\n")
     res = runner.invoke(app, ["run", str(bad)])
     assert res.exit_code == 2 and "did you mean 'multi_teacher_kd'" in res.output
+
+
+def test_a_run_that_failed_before_generation_0_does_not_lock_its_folder(tmp_path, monkeypatch):
+    """Rule: a folder is bound to its config.yaml only once it holds a finished generation or results."""
+    import pytest
+
+    import crossfeed.cycle._cycle as cycle
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("killed while training the large model")
+
+    first = config_from_dict({**TINY, "seeds": [0], "name": "first", "large": {**TINY["large"], "epochs": 50}})
+    with monkeypatch.context() as m:
+        m.setattr(cycle, "_train_large", fail)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_experiment(first, tmp_path)
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "seed-0" / "run.json").exists()
+    second = config_from_dict({**TINY, "seeds": [0], "name": "second"})
+    run_experiment(second, tmp_path)  # another config takes the folder over: nothing was finished
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["name"] == "second"
+    assert (tmp_path / "seed-0" / "gen-001" / "generation.json").exists()
+    # now it holds results: another config is refused, naming the keys that differ
+    with pytest.raises(ValueError, match=r"another experiment \('second'.*differs from this one in: "
+                                         r"large\.epochs, name\. Use another output folder"):
+        run_experiment(first, tmp_path)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["name"] == "second"
+
+
+def test_an_unreadable_config_yaml_without_results_is_replaced(tmp_path):
+    import pytest
+
+    from crossfeed.experiments._runner import _claim
+
+    (tmp_path / "config.yaml").write_text("feedback: {strategy: [")
+    config = config_from_dict({**TINY, "seeds": [0]})
+    _claim(tmp_path, config)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["name"] == "tiny-run"
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text("feedback: {strategy: [")
+    with pytest.raises(ValueError, match="holds results, but its config.yaml cannot be read"):
+        _claim(tmp_path, config)

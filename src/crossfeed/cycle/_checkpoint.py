@@ -5,12 +5,15 @@ A finished generation ``g`` is the folder ``gen-{g:03d}`` holding ``large/`` and
 ``generation.json`` (what was measured). It is assembled in a hidden temporary sibling and renamed
 into place, so a killed run leaves either the complete folder or none; leftovers of a killed write
 are removed on the next start. ``run.json`` beside the generations records the config the run
-belongs to, so resuming with another config is refused instead of mixing two runs.
+belongs to, so resuming with another config is refused instead of mixing two runs; a folder with no
+finished generation holds nothing to mix, so another config simply takes it over. Checkpoint
+folders get the usual modes (``0o777`` minus the umask; files ``0o666`` minus it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +26,8 @@ from crossfeed.exceptions import ModelFileError, ValidationError
 from crossfeed.models import TorchClassifier, load_model, save_model
 
 RUN_FILE = "run.json"
+
+logger = logging.getLogger(__name__)
 
 
 def generation_dir(root: Path, generation: int) -> Path:
@@ -40,9 +45,14 @@ def finished_generations(root: Path) -> list[int]:
 def prepare_run_dir(root: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
     """Create ``root`` or check that it belongs to the same run; drop half-written leftovers.
 
-    Without ``resume`` an existing run folder is an error (nothing is overwritten silently).
+    Without ``resume`` an existing run folder is an error (nothing is overwritten silently). A
+    folder without a finished generation (its run failed or was killed before finishing generation
+    0) has nothing to protect: it is taken over by ``fingerprint``, whatever it recorded.
     """
     run_file = root / RUN_FILE
+    if run_file.exists() and not finished_generations(root):
+        logger.info("%s holds no finished generation; starting it afresh", root)
+        run_file.unlink()
     if run_file.exists():
         try:
             recorded = json.loads(run_file.read_text())
@@ -80,6 +90,7 @@ def save_generation(
     final = generation_dir(root, generation)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0o700; the generation gets a folder's usual mode
         save_model(large, tmp / "large")
         for name, expert in experts.items():
             save_model(expert, tmp / "experts" / name)
@@ -93,6 +104,12 @@ def save_generation(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_record(root: Path, generation: int) -> dict[str, Any]:

@@ -51,18 +51,41 @@ def run_experiment(
 
 
 def _claim(root: Path, config: ExperimentConfig) -> None:
-    """Write ``config.yaml`` into a new output folder; refuse a folder that holds another experiment."""
-    from crossfeed.config import load_config
-    from crossfeed.exceptions import ValidationError
+    """Write ``config.yaml`` into the output folder; refuse a folder that holds another experiment's results.
+
+    The rule: a folder belongs to the config in its ``config.yaml`` once it holds results, i.e. a
+    finished generation of any seed (``seed-*/gen-*/generation.json``) or ``results.json``. An earlier
+    run that failed or was killed before finishing generation 0 left nothing to protect, so its
+    ``config.yaml`` (even an unreadable one) is replaced and the folder reused. A folder with results
+    and another config is refused, naming the keys in which the two configs differ.
+    """
+    import logging
+
+    from crossfeed.config import config_diff, load_config
+    from crossfeed.exceptions import CrossfeedError, ValidationError
 
     path = root / "config.yaml"
     if path.exists():
-        recorded = load_config(path)
-        if recorded != config:
+        holds_results = (root / "results.json").exists() or any(root.glob("seed-*/gen-*/generation.json"))
+        try:
+            recorded = load_config(path)
+        except CrossfeedError as exc:
+            if holds_results:
+                raise ValidationError(
+                    f"{root} holds results, but its {path.name} cannot be read ({exc}); use another output folder "
+                    "(--out), or delete it to start over"
+                ) from exc
+            recorded = None
+        if recorded == config:
+            return
+        if recorded is not None and holds_results:
             raise ValidationError(
-                f"{root} holds the results of another experiment ({recorded.name!r}, see {path}); use another "
-                "output folder (--out), or delete it to start over"
+                f"{root} holds the results of another experiment ({recorded.name!r}, see {path}); its config differs "
+                f"from this one in: {', '.join(config_diff(recorded, config))}. Use another output folder (--out), "
+                "run the recorded config to resume it, or delete the folder to start over"
             )
-        return
+        logging.getLogger(__name__).info(
+            "%s: replacing %s of an earlier run that finished no generation", root, path.name
+        )
     root.mkdir(parents=True, exist_ok=True)
     save_config(config, path)
