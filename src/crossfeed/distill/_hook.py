@@ -39,14 +39,25 @@ def teacher_logits(teacher: Any, X: np.ndarray, *, eps: float = 1e-7) -> np.ndar
     per-sample constant, which softmax ignores.
     """
     if hasattr(teacher, "predict_logits"):
-        return np.asarray(teacher.predict_logits(X), dtype=np.float32)
+        return _finite_logits(np.asarray(teacher.predict_logits(X), dtype=np.float32), teacher)
     if not hasattr(teacher, "predict_proba"):
         raise ValidationError(
             f"the teacher ({type(teacher).__name__}) has neither predict_logits nor predict_proba; "
             "distillation needs the teacher's class probabilities (for SVC pass probability=True)"
         )
     proba = np.asarray(teacher.predict_proba(X), dtype=np.float64)
-    return np.log(np.clip(proba, eps, 1.0)).astype(np.float32)
+    return _finite_logits(np.log(np.clip(proba, eps, 1.0)).astype(np.float32), teacher)
+
+
+def _finite_logits(logits: np.ndarray, teacher: Any) -> np.ndarray:
+    """``logits`` unchanged, or a ValidationError when a row holds NaN or inf: never propagated."""
+    bad = ~np.isfinite(logits).all(axis=1) if logits.ndim == 2 else ~np.isfinite(logits)
+    if bad.any():
+        raise ValidationError(
+            f"the teacher ({type(teacher).__name__}) gives non-finite outputs (NaN or inf) on {int(bad.sum())} of "
+            f"{len(logits)} samples; it cannot teach. Refit it (a diverged training?) or drop it"
+        )
+    return logits
 
 
 class DistillationHook(TrainingHook):

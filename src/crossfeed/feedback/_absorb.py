@@ -375,6 +375,9 @@ def _targets(large: TorchClassifier, data: TrainingData, n_hooks: int) -> tuple[
     rows[labelled, np.searchsorted(classes, y[labelled])] = 1.0
     if data.soft_targets is not None:
         rows = np.asarray(data.soft_targets, dtype=np.float32)
+        if not np.isfinite(rows).all():
+            raise ValidationError("the strategy's soft targets are not finite (NaN or inf): a teacher is broken; "
+                                  "refit or drop it")
         if rows.shape != (len(y), len(classes)):
             raise LabelMismatchError(
                 f"soft_targets must have shape (n_samples, n_classes) = {(len(y), len(classes))}; got {rows.shape}"

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import (
     FeedbackContext,
     FeedbackStrategy,
@@ -45,6 +46,11 @@ def confident_pseudo_labels(proba: np.ndarray, classes: np.ndarray, threshold: f
     (array([3, 7]), array([ True, False]))
     """
     proba = np.asarray(proba, dtype=np.float64)
+    if not np.isfinite(proba).all():
+        raise ValidationError(
+            f"the expert's probabilities are not finite (NaN or inf) on {int((~np.isfinite(proba)).any(axis=1).sum())} "
+            "field samples; a broken expert cannot label data: refit it or drop it"
+        )
     return np.asarray(classes)[proba.argmax(axis=1)], proba.max(axis=1) >= threshold
 
 

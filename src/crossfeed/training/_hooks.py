@@ -124,12 +124,13 @@ class BalancedSampler(TrainingHook):
         for _ in range(n_batches):
             parts = []
             for i in range(k):
-                take = []
-                while len(take) < per[i]:
+                take, got = [], 0
+                while got < per[i]:
                     if cursors[i] == len(orders[i]):
                         orders[i], cursors[i] = self._index[i][torch.randperm(len(self._index[i]), generator=generator)], 0
-                    step = min(per[i] - len(take), len(orders[i]) - cursors[i])
+                    step = min(per[i] - got, len(orders[i]) - cursors[i])
                     take.append(orders[i][cursors[i]: cursors[i] + step])
                     cursors[i] += step
+                    got += step
                 parts.append(torch.cat(take))
             yield torch.cat(parts)

@@ -30,8 +30,9 @@ def default_threads() -> int:
     may use, at least 1 and at most 8.
 
     torch's own default (every core) oversubscribes a small machine as soon as another process is
-    busy: on a 2-core machine one small-MLP fit took 10.9 s with torch's default against 0.7 s with
-    one thread while another process ran (``python benchmarks/threads.py`` measures it here).
+    busy. On the project's 2-core machine (``python benchmarks/threads.py``, results/threads.json)
+    a small-MLP fit took a median 0.151 s with 1 thread against 4.019 s with 2 threads (torch's
+    default there) while another process was busy, and 0.158 s against 1.868 s otherwise.
     Small models gain little from more threads; large ones are given more by passing ``threads``.
     """
     try:
@@ -241,6 +242,11 @@ def _train(
                 running += loss.detach() * len(idx)  # no per-batch host sync
                 seen += len(idx)
             logs: dict[str, Any] = {"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": running.item() / seen}
+            if not math.isfinite(logs["train_loss"]):
+                raise ValidationError(
+                    f"training diverged: the loss is {logs['train_loss']} in epoch {epoch + 1} (NaN or inf). Lower the "
+                    f"learning rate (lr={cfg.lr}), check the inputs and targets for NaN/inf, or clip gradients (grad_clip)"
+                )
             if has_val:
                 base_val = _base_val_loss(module, Xv, yv, hooks)
                 if base_val is None:
