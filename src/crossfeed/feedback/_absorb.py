@@ -370,7 +370,9 @@ def _targets(large: TorchClassifier, data: TrainingData, n_hooks: int) -> tuple[
                 f"the strategy prepared {int((~labelled).sum())} unlabelled rows (y = -1) but neither soft "
                 "targets nor training hooks for them; give soft_targets or return a hook"
             )
-        return np.where(labelled, y, classes[0]), None
+        # Unlabelled rows' labels are never trained on (their hooks mask them); cycling through the
+        # classes keeps every class among the labels, which warm starting requires.
+        return np.where(labelled, y, np.resize(classes, len(y))), None
     rows = np.zeros((len(y), len(classes)), dtype=np.float32)
     rows[labelled, np.searchsorted(classes, y[labelled])] = 1.0
     if data.soft_targets is not None:
