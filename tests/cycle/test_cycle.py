@@ -170,3 +170,27 @@ def test_field_batches_and_missing_field_data(small_suite):
 def test_cycle_result_is_json_ready(uninterrupted):
     data = json.loads(json.dumps(uninterrupted.to_dict()))
     assert data["generations"][2]["feedback"]["strategy"] == "data_feedback"
+
+
+def test_too_few_field_samples_for_the_generations_fail_before_any_training(monkeypatch):
+    """Cross-field rule: every generation needs a batch of field data; checked before generation 0 trains."""
+    from crossfeed.models import TorchClassifier
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the field data was checked")
+
+    monkeypatch.setattr(TorchClassifier, "fit", no_training)
+    with pytest.raises(EmptyDataError, match="one per generation"):
+        run_cycle(config_from_dict({**TINY, "generations": 1000}), seed=0)
+
+
+def test_the_feedback_step_records_its_settings_and_takes_the_large_models_where_unset():
+    from crossfeed.cycle._cycle import feedback_settings
+    from crossfeed.models import TorchClassifier
+
+    large = TorchClassifier("mlp", batch_size=64, weight_decay=0.01, optimizer="sgd")
+    unset = feedback_settings(config_from_dict(TINY), large, seed=3)
+    assert (unset.batch_size, unset.weight_decay, unset.optimizer, unset.epochs, unset.seed) == (64, 0.01, "sgd", 4, 3)
+    chosen = config_from_dict({**TINY, "feedback": {**TINY["feedback"], "batch_size": 32, "optimizer": "adam"}})
+    s = feedback_settings(chosen, large, seed=3)
+    assert (s.batch_size, s.optimizer, s.weight_decay) == (32, "adam", 0.01)
