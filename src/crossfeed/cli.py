@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +78,20 @@ def demo(
     no_feedback: bool = typer.Option(False, "--no-feedback", help="skip the feedback cycle"),
 ) -> None:
     """Train a large CNN and small models on the mnist1d suite, combine them, report accuracy and cost."""
+    from crossfeed.data import check_suite_kwargs
     from crossfeed.experiments import run_demo
+    from crossfeed.training import resolve_device
 
-    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
-        raise typer.BadParameter(f"expected cpu, cuda, cuda:N or auto; got {device!r}", param_hint="--device")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bars:
-        result = run_demo(out, seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs,
-                          spawn=not no_spawn, feedback=not no_feedback, progress=RichProgress(bars))
+    with _errors_exit_2():
+        for option, value in (("--n-per-domain", n_per_domain), ("--epochs", epochs)):
+            _check_positive(option, value)
+        check_suite_kwargs("mnist1d", {"n_per_domain": n_per_domain})
+        resolve_device(device)
+        _check_out_folder(out, "--out")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bars:
+            result = run_demo(out, seed=seed, device=device, n_per_domain=n_per_domain, epochs=epochs,
+                              spawn=not no_spawn, feedback=not no_feedback, progress=RichProgress(bars))
     for table in _results_tables(result):
         console.print(table)
     c = result.cascade
@@ -146,8 +155,40 @@ def spawn(
     """Distil a small student from the suite's large model (optionally prune, quantize, export) and compare them."""
     from crossfeed.spawn import spawn_command
 
-    spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed, device=device,
-                  n_per_domain=n_per_domain, console=console, epochs=epochs, teacher_epochs=teacher_epochs)
+    with _errors_exit_2():  # spawn_command checks every option before it loads or trains anything
+        spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed,
+                      device=device, n_per_domain=n_per_domain, console=console, epochs=epochs,
+                      teacher_epochs=teacher_epochs)
+
+
+@contextlib.contextmanager
+def _errors_exit_2() -> Iterator[None]:
+    """A crossfeed error (bad option, config or file) ends the command with ``error: ...`` and exit code 2."""
+    from crossfeed.exceptions import CrossfeedError
+
+    try:
+        yield
+    except CrossfeedError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _check_positive(option: str, value: int) -> None:
+    from crossfeed.exceptions import ValidationError
+
+    if value < 1:
+        raise ValidationError(f"{option} must be a positive integer; got {value}")
+
+
+def _check_out_folder(folder: Path, option: str) -> None:
+    """The output folder must be a folder we can create or write, checked before minutes of training."""
+    from crossfeed.exceptions import ValidationError
+
+    if folder.exists() and not folder.is_dir():
+        raise ValidationError(f"{option} must be a folder; {folder} exists and is a file. Pass another path")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise ValidationError(f"{option} {folder} cannot be written ({existing} is not writable); pass another folder")
 
 
 @app.command()

@@ -98,3 +98,20 @@ def test_suite_rejects_mismatched_shapes_and_labels():
 def test_too_few_samples_is_rejected():
     with pytest.raises(ValidationError, match="at least 80"):
         load_suite("mnist1d", n_per_domain=10)
+
+
+def test_suite_options_are_checked_against_the_loader_with_a_suggestion():
+    from crossfeed.data import check_suite_kwargs
+
+    with pytest.raises(ValidationError, match=r"suite 'mnist1d' has no option 'n_per_domian'; did you mean "
+                                              r"'n_per_domain'\? Its loader load_mnist1d takes: n_per_domain, domains, cache"):
+        load_suite("mnist1d", n_per_domian=200)
+    with pytest.raises(ValidationError, match=r"suite 'movielens' has no option 'n_per_domain'\. .*max_users"):
+        load_suite("movielens", n_per_domain=200)  # refused before it looks for any file
+    with pytest.raises(ValidationError, match="did you mean 'directory'"):
+        check_suite_kwargs("fashion", {"directry": "/data"})
+    with pytest.raises(ValidationError, match="pass the seed as load_suite's seed argument"):
+        check_suite_kwargs("mnist1d", {"seed": 1})
+    with pytest.raises(UnknownNameError, match="did you mean 'amazon'"):
+        check_suite_kwargs("amazn", {})
+    check_suite_kwargs("amazon", {"n_per_domain": 100, "max_len": 64})  # fine: nothing is loaded

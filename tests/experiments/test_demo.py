@@ -44,7 +44,7 @@ def test_cli_demo_and_bad_device(tmp_path):
     assert res.exit_code == 0, res.output
     assert "cascade" in res.output and (tmp_path / "o" / "report.html").exists()
     bad = runner.invoke(app, ["demo", "--device", "tpu"])
-    assert bad.exit_code != 0 and "cpu, cuda" in bad.output
+    assert bad.exit_code == 2 and "error: device must be 'cpu', 'cuda', 'cuda:N' or 'auto'" in bad.output
 
 
 @pytest.mark.slow

@@ -42,3 +42,29 @@ def test_spawn_section_rows(teacher, suite) -> None:  # type: ignore[no-untyped-
         assert set(r) == {"domain", "student_accuracy", "teacher_accuracy", "params", "flops", "teacher_params",
                           "teacher_flops"}
         assert r["params"] < r["teacher_params"] and r["flops"] < r["teacher_flops"]
+
+
+def test_spawn_command_checks_every_option_before_training(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from crossfeed.exceptions import UnknownNameError, ValidationError
+    from crossfeed.models import TorchClassifier
+
+    def fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("training started before the options were checked")
+
+    monkeypatch.setattr(TorchClassifier, "fit", fit)
+    quiet = Console(file=io.StringIO())
+    cases = [
+        ({"student": "huge"}, UnknownNameError, "unknown architecture 'huge'"),
+        ({"prune": 1.0}, ValidationError, r"prune must be in \[0, 1\)"),
+        ({"prune": "half"}, ValidationError, r"prune must be a number in \[0, 1\)"),
+        ({"temperature": 0.0}, ValidationError, "temperature must be a positive finite number"),
+        ({"alpha": 1.5}, ValidationError, r"alpha must be in \[0, 1\]"),
+        ({"epochs": 2.5}, ValidationError, "epochs must be a positive integer; got 2.5"),
+        ({"suite": "mnist1d", "n_per_domain": True}, ValidationError, "n_per_domain must be a positive integer"),
+        ({"student": "cnn1d:small", "n_per_domain": 200, "seed": "zero"}, ValidationError, "seed must be an integer"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            spawn_command(**{"n_per_domain": 200, **kwargs}, console=quiet)

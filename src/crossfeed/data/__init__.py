@@ -10,7 +10,7 @@ from crossfeed.data._fashion import (
 )
 from crossfeed.data._mnist1d import MNIST1D_DOMAINS, load_mnist1d
 from crossfeed.data._movielens import find_movielens, load_movielens, pooled_ratings
-from crossfeed.data._suites import SUITES, load_suite
+from crossfeed.data._suites import SUITES, check_suite_kwargs, load_suite
 
 __all__ = [
     "AMAZON_DOMAINS",
@@ -20,6 +20,7 @@ __all__ = [
     "FASHION_DOMAINS",
     "MNIST1D_DOMAINS",
     "SUITES",
+    "check_suite_kwargs",
     "find_movielens",
     "load_amazon",
     "load_fashion",

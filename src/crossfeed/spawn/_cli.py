@@ -8,6 +8,8 @@ and prints one rich table. ``spawn_section`` measures per-domain experts for the
 from __future__ import annotations
 
 import logging
+import numbers
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from crossfeed.data import DomainSuite, load_suite
+from crossfeed.data import DomainSuite, check_suite_kwargs, load_suite
+from crossfeed.distill import check_alpha, check_temperature
 from crossfeed.evaluate import prediction_accuracy
+from crossfeed.exceptions import ValidationError
 from crossfeed.models import (
     CNN1D_SIZES,
     TorchClassifier,
+    build_module,
     count_params,
     flops_per_sample,
     measure_latency,
@@ -28,7 +33,8 @@ from crossfeed.models import (
 from crossfeed.spawn._distill import Distiller
 from crossfeed.spawn._experts import make_student, spawn_experts
 from crossfeed.spawn._export import export_onnx
-from crossfeed.spawn._prune import prune_structured
+from crossfeed.spawn._prune import _check_ratio, prune_structured
+from crossfeed.training import resolve_device
 from crossfeed.spawn._quantize import is_quantized, quantize, weights_file_size
 
 __all__ = ["spawn_command", "spawn_section"]
@@ -130,17 +136,25 @@ def spawn_command(
     ``export``, onnx_path, onnx_bytes, onnx_max_abs_diff.
     """
     console = console or Console()
+    template = _check_options(suite=suite, student=student, prune=prune, export=export, seed=seed, device=device,
+                              n_per_domain=n_per_domain, epochs=epochs, teacher_epochs=teacher_epochs,
+                              temperature=temperature, alpha=alpha)
     data = load_suite(suite, seed=seed, n_per_domain=n_per_domain)
     X, y = data.pooled("train")
     X_val, y_val = data.pooled("val")
     X_test, y_test = data.pooled("test")
     fields = [d.X_field for d in data if d.X_field is not None and len(d.X_field)]
     X_field = np.concatenate(fields) if fields else None
+    for what, model in (("teacher (cnn1d large)", TorchClassifier("cnn1d", module_kwargs={"size": "large"})),
+                        (f"student {student!r}", template)):
+        try:  # cheap: builds the untrained networks for this data, so a misfit fails before any training
+            build_module(model.module, int(np.prod(X.shape[1:])), len(np.unique(y)), **(model.module_kwargs or {}))
+        except ValidationError as exc:
+            raise ValidationError(f"the {what} does not fit suite {suite!r}: {exc}") from exc
 
     console.log(f"teacher: cnn1d large on {len(X)} pooled samples of {suite!r}")
     teacher = TorchClassifier("cnn1d", module_kwargs={"size": "large"}, epochs=teacher_epochs, lr=3e-3,
                               device=device, random_state=seed).fit(X, y, X_val=X_val, y_val=y_val)
-    template = _student_template(student, epochs=epochs, device=device, seed=seed)
     console.log(f"student {student!r}: from scratch")
     scratch = TorchClassifier(**template.get_params()).fit(X, y, X_val=X_val, y_val=y_val)
     console.log(f"student {student!r}: distilled (T={temperature}, alpha={alpha}, transfer = field data)")
@@ -173,7 +187,6 @@ def spawn_command(
         rows.append(row)
     if export is not None:
         folder = Path(export)
-        folder.mkdir(parents=True, exist_ok=True)
         for row, (name, model, _) in zip(rows, models, strict=True):
             if row["int8"]:
                 continue
@@ -182,6 +195,43 @@ def spawn_command(
                        onnx_max_abs_diff=report.max_abs_diff)
     console.print(render_table(rows, f"crossfeed spawn: {suite}, seed {seed} (latency on {device}, this machine)"))
     return rows
+
+
+def _check_options(
+    *, suite: str, student: str, prune: float | None, export: str | Path | None, seed: int, device: str,
+    n_per_domain: int, epochs: int, teacher_epochs: int, temperature: float, alpha: float,
+) -> TorchClassifier:
+    """Check every option of :func:`spawn_command` before anything is loaded or trained; returns the
+    student template. Raises ``UnknownNameError`` / ``ValidationError`` naming the option."""
+    for name, value in (("n_per_domain", n_per_domain), ("epochs", epochs), ("teacher_epochs", teacher_epochs)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValidationError(f"{name} must be a positive integer; got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValidationError(f"seed must be an integer; got {seed!r}")
+    check_suite_kwargs(suite, {"n_per_domain": n_per_domain})  # unknown suite names raise with the list
+    if not isinstance(student, str) or not student:
+        raise ValidationError(f"student must be a cnn1d size ({', '.join(CNN1D_SIZES)}) or 'arch[:size]'; got {student!r}")
+    template = _student_template(student, epochs=int(epochs), device=device, seed=int(seed))
+    if template.module == "cnn1d" and (template.module_kwargs or {}).get("size", "medium") not in CNN1D_SIZES:
+        raise ValidationError(
+            f"unknown cnn1d size in student {student!r}; choose one of {', '.join(CNN1D_SIZES)} (e.g. --student tiny)"
+        )
+    if prune is not None:
+        _check_ratio(prune, "prune")
+    check_temperature(temperature)
+    check_alpha(alpha)
+    resolve_device(device)  # a typo, or cuda where there is none
+    if export is not None:
+        folder = Path(export)
+        if folder.exists() and not folder.is_dir():
+            raise ValidationError(f"export must be a folder for the ONNX files; {folder} exists and is a file")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValidationError(f"export folder {folder} cannot be created ({exc}); pass a writable folder") from exc
+        if not os.access(folder, os.W_OK):
+            raise ValidationError(f"export folder {folder} is not writable; pass a folder you may write to")
+    return template
 
 
 def quantize_model(model: TorchClassifier, calibration_X: np.ndarray) -> TorchClassifier:
