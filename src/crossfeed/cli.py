@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -19,6 +20,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+
+from crossfeed.data import check_suite_kwargs
+from crossfeed.exceptions import CrossfeedError, ValidationError
+from crossfeed.experiments import load_config, run_demo, run_experiment
+from crossfeed.report import accuracy_matrix
+from crossfeed.spawn import spawn_command
+from crossfeed.training import resolve_device
 
 app = typer.Typer(help="crossfeed: make large and small models better together.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -78,10 +86,6 @@ def demo(
     no_feedback: bool = typer.Option(False, "--no-feedback", help="skip the feedback cycle"),
 ) -> None:
     """Train a large CNN and small models on the mnist1d suite, combine them, report accuracy and cost."""
-    from crossfeed.data import check_suite_kwargs
-    from crossfeed.experiments import run_demo
-    from crossfeed.training import resolve_device
-
     with _errors_exit_2():
         for option, value in (("--n-per-domain", n_per_domain), ("--epochs", epochs)):
             _check_positive(option, value)
@@ -116,8 +120,6 @@ def demo(
 
 def _print_cycle(cycle: Any) -> None:
     """Every model on every domain, generation after generation, and each feedback step's absorption."""
-    from crossfeed.report import accuracy_matrix
-
     labels, matrix = accuracy_matrix(cycle)
     table = Table(title="feedback cycle: test accuracy % of every model on every domain")
     for col in ["model", *cycle.domains]:
@@ -130,11 +132,10 @@ def _print_cycle(cycle: Any) -> None:
     for col in ["generation", "strategy", *shifted, "forgetting (points)", "gate"]:
         table.add_column(col, justify="left" if col in ("generation", "strategy") else "right")
     for g in cycle.generations[1:]:
-        for name, report in [(g.feedback["strategy"], g.feedback), *g.compare.items()]:
-            main = name == g.feedback["strategy"]
-            cells = [report["domains"][d]["absorption"] for d in shifted]
+        for name, report, main in g.reports():
+            cells = [report.domains[d].absorption for d in shifted]
             table.add_row(f"g{g.generation}", name if main else f"{name} (compared)",
-                          *("–" if a is None else f"{a:.2f}" for a in cells), f"{100 * report['forgetting']:+.2f}",
+                          *("–" if a is None else f"{a:.2f}" for a in cells), f"{100 * report.forgetting:+.2f}",
                           ("accepted" if g.accepted else "kept previous") if main else "–")
     console.print(table)
 
@@ -153,8 +154,6 @@ def spawn(
     teacher_epochs: int = typer.Option(20, "--teacher-epochs", help="teacher epochs"),
 ) -> None:
     """Distil a small student from the suite's large model (optionally prune, quantize, export) and compare them."""
-    from crossfeed.spawn import spawn_command
-
     with _errors_exit_2():  # spawn_command checks every option before it loads or trains anything
         spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed,
                       device=device, n_per_domain=n_per_domain, console=console, epochs=epochs,
@@ -164,8 +163,6 @@ def spawn(
 @contextlib.contextmanager
 def _errors_exit_2() -> Iterator[None]:
     """A crossfeed error (bad option, config or file) ends the command with ``error: ...`` and exit code 2."""
-    from crossfeed.exceptions import CrossfeedError
-
     try:
         yield
     except CrossfeedError as exc:
@@ -174,16 +171,12 @@ def _errors_exit_2() -> Iterator[None]:
 
 
 def _check_positive(option: str, value: int) -> None:
-    from crossfeed.exceptions import ValidationError
-
     if value < 1:
         raise ValidationError(f"{option} must be a positive integer; got {value}")
 
 
 def _check_out_folder(folder: Path, option: str) -> None:
     """The output folder must be a folder we can create or write, checked before minutes of training."""
-    from crossfeed.exceptions import ValidationError
-
     if folder.exists() and not folder.is_dir():
         raise ValidationError(f"{option} must be a folder; {folder} exists and is a file. Pass another path")
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
@@ -200,11 +193,6 @@ def run(
     device: str | None = typer.Option(None, "--device", help="override the config's device (cpu, cuda, auto)"),
 ) -> None:
     """Run the cycle of a YAML experiment: generations of spawn -> specialise -> feed back, every seed."""
-    import dataclasses
-
-    from crossfeed.exceptions import CrossfeedError
-    from crossfeed.experiments import load_config, run_experiment
-
     try:
         cfg = load_config(config)
         if device is not None:

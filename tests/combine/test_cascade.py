@@ -14,8 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import GaussianNB
 
-from crossfeed.combine import CONFIDENCE_RULES, Cascade
-from crossfeed.combine import _cascade_search
+from crossfeed.combine import CONFIDENCE_RULES, Cascade, _cascade_search
 from crossfeed.combine._cascade_search import cascade_outcomes, search_thresholds
 
 LARGE_COST, SMALL_COST = 10.0, 1.0
@@ -152,10 +151,9 @@ def test_three_stages_are_ordered_by_cost(splits3) -> None:
 
 
 def test_costs_default_to_flops_per_sample(monkeypatch, splits3) -> None:
-    """costs=None asks crossfeed.models.cost.flops_per_sample (faked here: the module is the lead's)."""
-    fake = types.ModuleType("crossfeed.models.cost")
-    fake.flops_per_sample = lambda est, X: 500.0 if isinstance(est, RandomForestClassifier) else 20.0
-    monkeypatch.setitem(sys.modules, "crossfeed.models.cost", fake)
+    """costs=None asks crossfeed.models.cost.flops_per_sample for each member (faked here)."""
+    monkeypatch.setattr("crossfeed.combine._cascade.flops_per_sample",
+                        lambda est, X: 500.0 if isinstance(est, RandomForestClassifier) else 20.0)
     s = splits3
     c = Cascade(_members(), random_state=0).fit(s["X_tr"], s["y_tr"])
     assert c.costs_.tolist() == [500.0, 20.0] and c.order_.tolist() == [1, 0]

@@ -31,7 +31,12 @@ from crossfeed._validation import (
     is_fitted,
 )
 from crossfeed.combine._calibration import fit_temperature, log_proba, scale_proba
-from crossfeed.exceptions import NonNumericInputError, LabelMismatchError, NotFittedError, ValidationError
+from crossfeed.exceptions import (
+    LabelMismatchError,
+    NonNumericInputError,
+    NotFittedError,
+    ValidationError,
+)
 
 logger = logging.getLogger(__name__)
 

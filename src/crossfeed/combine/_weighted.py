@@ -13,8 +13,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from crossfeed.combine._base import BaseCombiner, Member, check_choice, check_fraction, holdout_split, subset
-from crossfeed.combine._math import caruana_selection, mean_log_loss, optimize_simplex_weights
+from crossfeed.combine._base import (
+    BaseCombiner,
+    Member,
+    check_choice,
+    check_fraction,
+    holdout_split,
+    subset,
+)
+from crossfeed.combine._math import (
+    caruana_selection,
+    mean_log_loss,
+    optimize_simplex_weights,
+)
 from crossfeed.exceptions import ValidationError
 
 __all__ = ["WeightedEnsemble"]

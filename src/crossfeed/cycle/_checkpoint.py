@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crossfeed._cache import atomic_write_bytes
+from crossfeed._cache import atomic_write_bytes, current_umask
 from crossfeed.exceptions import ModelFileError, ValidationError
 from crossfeed.models import TorchClassifier, load_model, save_model
 
@@ -90,7 +90,7 @@ def save_generation(
     final = generation_dir(root, generation)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0o700; the generation gets a folder's usual mode
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the generation gets a folder's usual mode
         save_model(large, tmp / "large")
         for name, expert in experts.items():
             save_model(expert, tmp / "experts" / name)
@@ -105,11 +105,6 @@ def save_generation(
         raise
     return final
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_record(root: Path, generation: int) -> dict[str, Any]:

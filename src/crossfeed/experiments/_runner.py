@@ -11,13 +11,15 @@ Output folder::
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed._progress import Progress, SilentProgress
-from crossfeed.config import ExperimentConfig, save_config
+from crossfeed.config import ExperimentConfig, config_diff, load_config, save_config
 from crossfeed.cycle import ExperimentResult, run_cycle
+from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.report import write_experiment_report
 
 __all__ = ["ExperimentResult", "run_experiment"]
@@ -59,11 +61,6 @@ def _claim(root: Path, config: ExperimentConfig) -> None:
     ``config.yaml`` (even an unreadable one) is replaced and the folder reused. A folder with results
     and another config is refused, naming the keys in which the two configs differ.
     """
-    import logging
-
-    from crossfeed.config import config_diff, load_config
-    from crossfeed.exceptions import CrossfeedError, ValidationError
-
     path = root / "config.yaml"
     if path.exists():
         holds_results = (root / "results.json").exists() or any(root.glob("seed-*/gen-*/generation.json"))

@@ -23,6 +23,7 @@ import numpy as np
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
+from crossfeed._cache import current_umask
 from crossfeed.exceptions import CrossfeedError, ModelFileError, ValidationError
 from crossfeed.models._architectures import ARCHITECTURES, build_module
 from crossfeed.models._torch_classifier import TorchClassifier
@@ -92,7 +93,7 @@ def save_model(model: TorchClassifier, path: str | os.PathLike[str]) -> Path:
         weights_sha = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
         config["sha256"] = {"weights": weights_sha, "config": _config_digest(config)}
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        mask = _umask()  # mkdtemp creates 0o700 and safetensors writes 0o600: give both the usual modes
+        mask = current_umask()  # mkdtemp creates 0o700 and safetensors writes 0o600: give both the usual modes
         os.chmod(tmp / "model.safetensors", 0o666 & ~mask)
         os.chmod(tmp / "config.json", 0o666 & ~mask)
         os.chmod(tmp, 0o777 & ~mask)
@@ -173,11 +174,6 @@ def load_model(path: str | os.PathLike[str]) -> TorchClassifier:
     model.best_epoch_ = -1
     return model
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _config_digest(config: dict[str, Any]) -> str:

@@ -47,6 +47,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     device : "cpu", "cuda" or "auto".
     mixed_precision : bool
         bfloat16 autocast on CUDA (ignored on CPU).
+    threads : int, optional
+        torch intra-op threads while fitting (None: :func:`crossfeed.training.default_threads`,
+        half the CPUs; torch's own default oversubscribes small machines).
     random_state : int, optional
         Seeds weight initialisation, shuffling and the validation split.
     callback : callable, optional
@@ -81,6 +84,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.0,
         device: str = "cpu",
         mixed_precision: bool = False,
+        threads: int | None = None,
         random_state: int | None = None,
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -95,6 +99,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.device = device
         self.mixed_precision = mixed_precision
+        self.threads = threads
         self.random_state = random_state
         self.callback = callback
 
@@ -195,7 +200,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=self.lr, weight_decay=self.weight_decay,
             optimizer=self.optimizer, patience=self.patience, device=self.device,
-            mixed_precision=self.mixed_precision, seed=seed,
+            mixed_precision=self.mixed_precision, seed=seed, threads=self.threads,
         )
         result = train(
             module, X, y_idx, config=config, sample_weight=weight, soft_targets=soft,

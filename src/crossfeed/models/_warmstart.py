@@ -20,7 +20,7 @@ from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationE
 from crossfeed.models._torch_classifier import TorchClassifier
 from crossfeed.training import TrainingHook
 
-FITTED_ATTRS = ("classes_", "n_features_in_", "history_", "best_epoch_")
+FITTED_ATTRS = ("classes_", "n_features_in_", "input_shape_", "history_", "best_epoch_")
 
 
 def check_torch_model(model: Any, *, owner: str) -> TorchClassifier:
@@ -77,6 +77,9 @@ def warm_fit(
     trainer.fit(X, y, X_val=X_val, y_val=y_val, hooks=hooks)
     out = clone(model)  # the parameters still describe the model, not this extra training
     for attr in FITTED_ATTRS:
-        setattr(out, attr, getattr(trainer, attr))
+        # the sample shape is the model's (the extra training may have seen flattened rows)
+        source = model if attr == "input_shape_" and hasattr(model, attr) else trainer
+        if hasattr(source, attr):
+            setattr(out, attr, getattr(source, attr))
     out.module_ = trainer.module_
     return out

@@ -34,8 +34,8 @@ from crossfeed.spawn._distill import Distiller
 from crossfeed.spawn._experts import make_student, spawn_experts
 from crossfeed.spawn._export import export_onnx
 from crossfeed.spawn._prune import _check_ratio, prune_structured
-from crossfeed.training import resolve_device
 from crossfeed.spawn._quantize import is_quantized, quantize, weights_file_size
+from crossfeed.training import resolve_device
 
 __all__ = ["spawn_command", "spawn_section"]
 
