@@ -248,3 +248,8 @@ def test_a_module_dropped_into_crossfeed_feedback_is_found_without_editing_any_o
         assert out.stdout.strip() == "True", out.stderr
     finally:
         module.unlink()
+
+
+def test_suite_options_are_checked_when_the_config_loads():
+    with pytest.raises(ValidationError, match=r"suite.kwargs: .*n_per_domian.*did you mean 'n_per_domain'"):
+        config_from_dict({"suite": {"name": "mnist1d", "kwargs": {"n_per_domian": 100}}}, source="x.yaml")

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from crossfeed._cache import atomic_write_bytes
-from crossfeed.data import SUITES
+from crossfeed.data import SUITES, check_suite_kwargs
 from crossfeed.exceptions import UnknownNameError, ValidationError
 from crossfeed.feedback import STRATEGIES
 from crossfeed.models import ARCHITECTURES
@@ -360,6 +360,10 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
             registry.get(name)
         except UnknownNameError as exc:
             raise UnknownNameError(f"{source}: {where}: {exc.args[0]}") from None
+    try:
+        check_suite_kwargs(config.suite.name, config.suite.kwargs)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: suite.kwargs: {exc}") from None
     strategies = [(config.feedback.strategy, config.feedback.kwargs, "feedback"),
                   *((c.strategy, c.kwargs, f"feedback.compare[{i}]") for i, c in enumerate(config.feedback.compare))]
     for name, kwargs, where in strategies:
