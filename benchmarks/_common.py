@@ -32,6 +32,10 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, check=False).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True,
+                               cwd=Path(__file__).parent, check=False).stdout.strip()
+        if commit and dirty:
+            commit += "+uncommitted-src"  # the package differed from the commit while this ran
     except OSError:
         pass
     return {
