@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from crossfeed.data import DomainSuite
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback import absorb
 from crossfeed.feedback.ensemble_distill import EnsembleDistill, ensemble_logits
@@ -54,6 +57,8 @@ def test_ensemble_logits_maths():
     ({"include_large": "yes"}, "include_large"),
     ({"general_teacher": "experts"}, "general_teacher"),
     ({"field_repeats": 0}, "field_repeats"),
+    ({"field_share": -0.5}, "field_share"),
+    ({"field_augment": "noise"}, "field_augment"),
 ])
 def test_bad_settings_raise(kwargs, match, v0, experts, suite):
     with pytest.raises(ValidationError, match=match):
@@ -72,3 +77,40 @@ def test_general_teacher_and_members(v0, experts, suite):
     assert data.labelled[:n_gen].all() and not data.labelled[n_gen:].any()
     old_large = EnsembleDistill().prepare(context(v0, experts, suite)).teacher_logits
     assert np.allclose(old_large[:5], v0.predict_logits(X_general), atol=1e-5)
+
+
+def test_scarce_field_data_is_topped_up(v0, experts, suite):
+    """25 field samples per domain against 1,000 general rows: the ensemble labels mixup rows of
+    each domain's field data until the field rows are half of the training rows."""
+    general = suite.meta["general_domain"]
+    few = DomainSuite.from_domains(suite.name, [
+        d if d.name == general else dataclasses.replace(d, X_field=d.X_field[:25], y_field=None)
+        for d in suite], meta=suite.meta)
+    _, off = absorb(v0, experts, few, "ensemble_distill", params={"field_share": 0.0}, **ABSORB)
+    _, on = absorb(v0, experts, few, "ensemble_distill", **ABSORB)
+
+    def pooled(report):
+        rows = [r for r in report.domains.values() if r.absorption is not None]
+        return sum(r.acc_v1 - r.acc_v0 for r in rows) / sum(r.acc_expert - r.acc_v0 for r in rows)
+
+    # measured (seed 0): pooled absorption 0.120 off, 0.253 on (repeat instead of mixup: 0.190);
+    # mean shifted accuracy 0.502 -> 0.543
+    assert pooled(on) > pooled(off) + 0.08
+    assert on.mean("acc_v1") > off.mean("acc_v1") + 0.02
+    assert on.forgetting < 0.03
+    assert on.info["field_rows_added"] == {name: 250 - 25 for name in experts}
+
+
+def test_top_up_rows_are_labelled_by_the_ensemble(v0, experts, suite):
+    general = suite.meta["general_domain"]
+    few = DomainSuite.from_domains(suite.name, [
+        d if d.name == general else dataclasses.replace(d, X_field=d.X_field[:10], y_field=None)
+        for d in suite], meta=suite.meta)
+    data = EnsembleDistill(field_repeats=2).prepare(context(v0, experts, few))
+    n_gen, per_domain = len(few[general].X_train), len(few[general].X_train) // len(experts)
+    field = data.X[n_gen: n_gen + per_domain * len(experts)]
+    assert len(data.X) == n_gen + 2 * len(field)
+    members = list(experts.values()) + [v0]
+    expected = np.mean([m.predict_logits(field) for m in members], axis=0)
+    assert np.allclose(data.teacher_logits[n_gen: n_gen + len(field)], expected, atol=1e-4)
+    assert np.array_equal(data.teacher_logits[n_gen: n_gen + len(field)], data.teacher_logits[n_gen + len(field):])

@@ -7,6 +7,10 @@ members are every domain expert plus the old large model, the unlabelled data is
 domain's field data plus the general domain's training data, and the student is (a copy of) the
 large model. No domain ids are used: every member teaches every sample, so the ensemble's
 complementarity decides, not a routing rule.
+
+Scarce field data is topped up as in :class:`~crossfeed.feedback.MultiTeacherKD` (``field_share``,
+``field_augment``; :mod:`crossfeed.feedback._field`): mixup rows of each domain's field data,
+labelled by the ensemble, until the field rows make ``field_share`` of the training rows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
+from crossfeed.feedback._field import AUGMENTS, top_up_fields
 from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook
 
@@ -95,9 +100,14 @@ class EnsembleDistill(FeedbackStrategy):
     average : "logits" (FedDF) or "probabilities"; see :func:`ensemble_logits`.
     include_large : bool, whether the old large model is a member of the ensemble.
     general_teacher : "large" or "ensemble", the teacher on the general training data.
-    field_repeats : int >= 1, how many times the field data is repeated per epoch.
+    field_share : float in [0, 1), default 0.5; field_augment : "mixup" (default) or "repeat".
+        Each domain's field data is topped up with new rows (labelled by the ensemble) until the
+        field rows make at least ``field_share`` of the training rows; see
+        :class:`~crossfeed.feedback.MultiTeacherKD`. 0 adds nothing.
+    field_repeats : int >= 1, how many times the (topped-up) field data is repeated per epoch.
 
-    Reports ``info["field_samples"]`` (per domain) and ``info["members"]`` (the ensemble's members).
+    Reports ``info["field_samples"]`` (field rows per domain, as given), ``info["field_rows_added"]``
+    (rows the top-up added per domain) and ``info["members"]`` (the ensemble's members).
 
     Example
     -------
@@ -111,16 +121,22 @@ class EnsembleDistill(FeedbackStrategy):
         "average": Param(str, choices=AVERAGES),
         "include_large": Param(bool, help="the old large model is a member of the ensemble"),
         "general_teacher": Param(str, choices=GENERAL_TEACHERS, help="who teaches on the general data"),
+        "field_share": Param(float, low=0.0, high=1.0, high_open=True,
+                             help="field rows are topped up to this share of the training rows; 0: off"),
+        "field_augment": Param(str, choices=AUGMENTS, help="how the top-up rows are made"),
         "field_repeats": Param(int, low=1, help="passes over the field data per epoch"),
     }
 
     def __init__(self, temperature: float = 2.0, alpha: float = 0.9, average: str = "logits",
-                 include_large: bool = True, general_teacher: str = "large", field_repeats: int = 1) -> None:
+                 include_large: bool = True, general_teacher: str = "large", field_share: float = 0.5,
+                 field_augment: str = "mixup", field_repeats: int = 1) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.average = average
         self.include_large = include_large
         self.general_teacher = general_teacher
+        self.field_share = field_share
+        self.field_augment = field_augment
         self.field_repeats = field_repeats
 
     def prepare(self, ctx: FeedbackContext) -> DistillData:
@@ -128,7 +144,11 @@ class EnsembleDistill(FeedbackStrategy):
         members = list(experts.values()) + ([large] if self.include_large else [])
         _, X_gen, y_gen = general_data(suite)
         X_gen = flat(X_gen)
-        fields = {name: flat(suite[name].X_field) for name in experts}
+        given = {name: flat(suite[name].X_field) for name in experts}
+        # each domain's part of the share as if every shifted domain of the suite were absorbed now
+        n_domains = max(len(given), sum(name != suite.general_domain for name in suite.names))
+        fields = top_up_fields(len(X_gen), given, self.field_share, self.field_augment, ctx.settings.seed,
+                               n_domains=n_domains)
         X = np.concatenate([X_gen] + [fields[n] for n in experts] * self.field_repeats)
         # every member scores every row once: the general rows, then each domain's field rows
         distinct = np.concatenate([X_gen] + [fields[n] for n in experts])
@@ -138,7 +158,8 @@ class EnsembleDistill(FeedbackStrategy):
         on_general = teacher_logits(large, X_gen) if self.general_teacher == "large" else teacher[:n_gen]
         logits = np.concatenate([on_general] + [teacher[n_gen:]] * self.field_repeats).astype(np.float32)
         y, labelled = with_unlabelled(y_gen, len(X) - n_gen, large.classes_[0])
-        info = {"field_samples": {n: len(fields[n]) for n in experts},
+        info = {"field_samples": {n: len(given[n]) for n in experts},
+                "field_rows_added": {n: len(fields[n]) - len(given[n]) for n in experts},
                 "members": [f"expert:{n}" for n in experts] + (["large"] if self.include_large else [])}
         return DistillData(X, y, info=info, labelled_mask=labelled, teacher_logits=logits)
 

@@ -6,6 +6,14 @@ labelled training data, taught by its own old copy so that nothing is forgotten.
 of a field sample unknown, the experts' softened outputs are mixed per sample, weighted by each
 expert's confidence (its top probability).
 
+Scarce field data (a few dozen rows per domain against thousands of general rows) is topped up
+until the field rows make ``field_share`` of the training rows, with mixup rows of each domain's
+own field data that its teacher labels (:mod:`crossfeed.feedback._field`). Trained on as they
+are, the few field rows are some 5% of each epoch's rows: the large model fits the teachers on
+those rows but hardly around them. mnist1d, 4,000 general rows, 4 shifted domains, 3 seeds,
+pooled absorption without / with the top-up: 0.47 / 0.64 at 50 field rows per domain, 0.76 /
+0.83 at 200 (one seed of three lower), identical at 1,000 (nothing is added).
+
 - Knowledge Amalgamation: Shen, Wang, Song, Sun & Song (AAAI 2019), "Amalgamating Knowledge
   towards Comprehensive Classification", arXiv 1811.02796.
 - Distillation loss: Hinton, Vinyals & Dean (2015), arXiv 1503.02531 (``crossfeed.spawn.kd_loss``).
@@ -34,6 +42,7 @@ from crossfeed.feedback._base import (
     register,
     with_unlabelled,
 )
+from crossfeed.feedback._field import AUGMENTS, top_up_fields
 from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook
 
@@ -87,8 +96,18 @@ class MultiTeacherKD(FeedbackStrategy):
     domain_known : bool
         True: a field sample's teacher is its domain's expert. False: all experts teach every field
         sample, mixed by confidence (:func:`confidence_weighted_logits`).
-    field_repeats : int >= 1, how many times the field data is repeated per epoch (it is usually
-        much smaller than the general data).
+    field_share : float in [0, 1), default 0.5. Each domain's field data is topped up with new
+        rows to its part of this share of the training rows: ``share / (1 - share)`` times the
+        general rows, split equally between the suite's domains other than the general one (so a
+        step that absorbs one domain of four gives it a quarter). A domain with enough field rows
+        is left as it is; 0 adds nothing. The extra rows cost training time.
+    field_augment : "mixup" (default) or "repeat": the extra rows are convex combinations of
+        random pairs of the domain's field rows (ids and other whole-number columns are not
+        interpolated), or copies of them. Either way the domain's teacher labels them.
+    field_repeats : int >= 1, how many times the (topped-up) field data is repeated per epoch.
+
+    Reports ``info["field_samples"]`` (field rows per domain, as given) and
+    ``info["field_rows_added"]`` (rows the top-up added per domain).
     """
 
     needs_field_data = True
@@ -96,23 +115,32 @@ class MultiTeacherKD(FeedbackStrategy):
         "temperature": Param(float, low=0.0, low_open=True, help="softening of every teacher"),
         "alpha": Param(float, low=0.0, high=1.0, help="weight of distillation against the hard labels"),
         "domain_known": Param(bool, help="a field sample's teacher is its domain's expert"),
+        "field_share": Param(float, low=0.0, high=1.0, high_open=True,
+                             help="field rows are topped up to this share of the training rows; 0: off"),
+        "field_augment": Param(str, choices=AUGMENTS, help="how the top-up rows are made"),
         "field_repeats": Param(int, low=1, help="passes over the field data per epoch"),
     }
 
     def __init__(self, temperature: float = 2.0, alpha: float = 0.9, domain_known: bool = True,
-                 field_repeats: int = 1) -> None:
+                 field_share: float = 0.5, field_augment: str = "mixup", field_repeats: int = 1) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.domain_known = domain_known
+        self.field_share = field_share
+        self.field_augment = field_augment
         self.field_repeats = field_repeats
 
     def prepare(self, ctx: FeedbackContext) -> DistillData:
         large, experts, suite = ctx.large, ctx.experts, ctx.suite
         _, X_gen, y_gen = general_data(suite)
         X_gen = flat(X_gen)
-        parts_X, parts_t, kept = [X_gen], [teacher_logits(large, X_gen)], {}
-        for name in experts:
-            X_field = flat(suite[name].X_field)
+        parts_X, parts_t = [X_gen], [teacher_logits(large, X_gen)]
+        given = {name: flat(suite[name].X_field) for name in experts}
+        # each domain's part of the share as if every shifted domain of the suite were absorbed now
+        n_domains = max(len(given), sum(name != suite.general_domain for name in suite.names))
+        fields = top_up_fields(len(X_gen), given, self.field_share, self.field_augment, ctx.settings.seed,
+                               n_domains=n_domains)
+        for name, X_field in fields.items():
             if self.domain_known:
                 t = teacher_logits(experts[name], X_field)
             else:
@@ -121,11 +149,11 @@ class MultiTeacherKD(FeedbackStrategy):
                 )
             parts_X += [X_field] * self.field_repeats
             parts_t += [t] * self.field_repeats
-            kept[name] = len(X_field)
         X = np.concatenate(parts_X)
         y, labelled = with_unlabelled(y_gen, len(X) - len(X_gen), large.classes_[0])
-        return DistillData(X, y, info={"field_samples": kept}, labelled_mask=labelled,
-                           teacher_logits=np.concatenate(parts_t))
+        info = {"field_samples": {n: len(given[n]) for n in given},
+                "field_rows_added": {n: len(fields[n]) - len(given[n]) for n in given}}
+        return DistillData(X, y, info=info, labelled_mask=labelled, teacher_logits=np.concatenate(parts_t))
 
     def hooks(self, ctx: FeedbackContext, data: DistillData) -> list[TrainingHook]:
         return [DistillationHook(data.teacher_logits, labelled=data.labelled, temperature=self.temperature,

@@ -150,8 +150,8 @@ class TransferInit(MultiTeacherKD):
     layers : prefixes of the layer names that may be transplanted (``["features"]``: the
         feature extractor only, keeping the large model's head); None: every layer. See
         :func:`transplant_plan`.
-    temperature, alpha, domain_known, field_repeats : the fine-tuning distillation, see
-        :class:`~crossfeed.feedback.MultiTeacherKD`.
+    temperature, alpha, domain_known, field_share, field_augment, field_repeats : the fine-tuning
+        distillation, see :class:`~crossfeed.feedback.MultiTeacherKD`.
 
     Reports ``info["transplanted"]``: layer name -> the experts averaged into it. When no expert
     has a layer of the large model's shape (e.g. experts of another architecture), nothing is
@@ -172,8 +172,10 @@ class TransferInit(MultiTeacherKD):
     }
 
     def __init__(self, layers: Sequence[str] | None = None, temperature: float = 2.0, alpha: float = 0.9,
-                 domain_known: bool = True, field_repeats: int = 1) -> None:
-        super().__init__(temperature=temperature, alpha=alpha, domain_known=domain_known, field_repeats=field_repeats)
+                 domain_known: bool = True, field_share: float = 0.5, field_augment: str = "mixup",
+                 field_repeats: int = 1) -> None:
+        super().__init__(temperature=temperature, alpha=alpha, domain_known=domain_known, field_share=field_share,
+                         field_augment=field_augment, field_repeats=field_repeats)
         self.layers = layers
 
     def prepare(self, ctx: FeedbackContext) -> DistillData:
