@@ -40,7 +40,7 @@ from crossfeed._registry import Registry
 from crossfeed.data import DomainSuite
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._params import Param, check_params
-from crossfeed.training import OPTIMIZERS, TrainingHook
+from crossfeed.training import OPTIMIZERS, TrainConfig, TrainingHook
 
 __all__ = [
     "DistillData",
@@ -130,6 +130,12 @@ class TrainSettings:
         return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "weight_decay": self.weight_decay,
                 "optimizer": self.optimizer, "random_state": self.seed, "device": self.device, "patience": None,
                 "validation_fraction": 0.0, "threads": self.threads}
+
+    def train_config(self, seed_offset: int = 0) -> TrainConfig:
+        """The one training loop's :class:`~crossfeed.training.TrainConfig` for these settings (seed shifted by ``seed_offset``)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           optimizer=self.optimizer, device=self.device, seed=self.seed + seed_offset,
+                           threads=self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -34,7 +34,7 @@ from torch import nn
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSettings
 from crossfeed.feedback._params import Param
-from crossfeed.training import TrainConfig, TrainingHook, train
+from crossfeed.training import TrainingHook, train
 
 __all__ = ["Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy", "run_rounds"]
 
@@ -170,9 +170,7 @@ def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, s
     module = copy.deepcopy(task.start if task.start is not None else global_module)
     t0 = time.perf_counter()
     if settings.epochs > 0:
-        config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                             weight_decay=settings.weight_decay, optimizer=settings.optimizer, device=settings.device,
-                             seed=settings.seed + seed_offset, threads=settings.threads)
+        config = settings.train_config(seed_offset)
         X = np.asarray(task.X, dtype=np.float32).reshape(len(task.X), -1)
         train(module, X, np.searchsorted(classes, y), config=config, hooks=list(task.hooks))
     module = module.cpu().eval()
