@@ -129,7 +129,7 @@ def test_cascade_bad_costs(data3, costs, match: str) -> None:
     ("params", "match"),
     [
         ({"rule": "confidence"}, "rule must be one of"),
-        ({"target_accuracy": 0.9, "budget": 3.0}, "not both"),
+        ({"target_accuracy": 0.9, "budget": 3.0}, "at most one goal"),
         ({"target_accuracy": 1.5}, "target_accuracy"),
         ({"budget": -1.0}, "budget"),
         ({"validation_fraction": 1.0}, "validation_fraction"),

@@ -10,7 +10,10 @@ refuses members whose probabilities hold NaN or infinite values.
 - :class:`WeightedEnsemble`: simplex weights fitted to validation log-loss (SLSQP, or Caruana
   et al. 2004 ensemble selection).
 - :class:`StackingEnsemble`: a meta-model on out-of-fold probabilities (Wolpert 1992).
-- :class:`Cascade`: cheapest member first, escalate when unsure (arXiv 2012.01988).
+- :class:`Cascade`: cheapest member first, escalate when unsure (arXiv 2012.01988); thresholds
+  calibrated to a target or a budget, or certified by Learn then Test ("accuracy loss <= epsilon
+  with probability >= 1 - delta", arXiv 2110.01052) with :func:`wsr_p_value` /
+  :func:`binomial_p_value` and :func:`fixed_sequence`; ``stages="auto"`` picks the ladder.
 - :class:`TemperatureScaler` / :func:`fit_temperature`: temperature scaling (arXiv 1706.04599).
 """
 
@@ -29,6 +32,13 @@ from crossfeed.combine._math import (
     optimize_simplex_weights,
 )
 from crossfeed.combine._mean import MeanEnsemble
+from crossfeed.combine._risk import (
+    RiskCertificate,
+    accuracy_loss,
+    binomial_p_value,
+    fixed_sequence,
+    wsr_p_value,
+)
 from crossfeed.combine._stacking import StackingEnsemble
 from crossfeed.combine._weighted import WeightedEnsemble
 
@@ -36,16 +46,21 @@ __all__ = [
     "CONFIDENCE_RULES",
     "Cascade",
     "MeanEnsemble",
+    "RiskCertificate",
     "StackingEnsemble",
     "TemperatureScaler",
     "WeightedEnsemble",
+    "accuracy_loss",
+    "binomial_p_value",
     "candidate_thresholds",
     "caruana_selection",
     "cascade_outcomes",
     "entropy_confidence",
     "fit_temperature",
+    "fixed_sequence",
     "margin_confidence",
     "max_prob_confidence",
     "mean_log_loss",
     "optimize_simplex_weights",
+    "wsr_p_value",
 ]

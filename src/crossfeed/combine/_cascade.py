@@ -7,14 +7,30 @@ and More Accurate Models" (arXiv 2012.01988).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from crossfeed.combine._base import BaseCombiner, Member, check_choice, check_fraction, holdout_split, subset
-from crossfeed.combine._cascade_search import search_thresholds
+from crossfeed.combine._cascade_search import (
+    best_point,
+    cascade_outcomes,
+    cascade_stages,
+    pareto_curve,
+    search_thresholds,
+)
 from crossfeed.combine._confidence import CONFIDENCE_RULES
+from crossfeed.combine._risk import (
+    RISK_TESTS,
+    RiskCertificate,
+    accuracy_loss,
+    check_risk_level,
+    fixed_sequence,
+    risk_p_value,
+)
 from crossfeed.exceptions import ValidationError
 from crossfeed.models.cost import flops_per_sample
 
@@ -36,11 +52,23 @@ class Cascade(BaseCombiner):
 
     Thresholds are calibrated on validation data (see the search in
     :mod:`crossfeed.combine._cascade_search`: a quantile grid per stage, searched exhaustively
-    for 2-3 stages and by coordinate search beyond) to either
+    for 2-3 stages and by coordinate search beyond) to one of three goals:
 
-    - reach ``target_accuracy`` at the lowest expected cost (default target: the validation
-      accuracy of the most expensive member, i.e. "match the large model"), or
-    - maximise accuracy with expected cost per sample <= ``budget``.
+    - ``epsilon`` (risk control, the one that holds on unseen data): the cheapest configuration
+      whose accuracy loss against the most expensive member (the reference) is at most
+      ``epsilon`` with probability at least ``1 - delta``, by Learn then Test with Pareto
+      Testing (see :mod:`crossfeed.combine._risk`): a ``search_fraction`` of the validation data
+      proposes the accuracy-cost front, the rest certifies it; ``certificate_`` records what was
+      promised and tested. When nothing can be certified the reference alone answers.
+    - ``target_accuracy``: reach it on the validation data at the lowest expected cost (default
+      when no goal is given: the validation accuracy of the most expensive member, i.e. "match
+      the large model"; on test data this lands below it, since the threshold is fitted to the
+      validation noise);
+    - ``budget``: maximise validation accuracy with expected cost per sample <= ``budget``.
+
+    Ladders: with ``stages="auto"`` the cascade chooses which members to use (always ending
+    with the most expensive one, at most ``max_stages`` of them), searching every such ladder
+    and keeping the one that best meets the goal; members left out never run.
 
     Validation data, as for :class:`WeightedEnsemble`: with ``prefit=True`` the ``(X, y)``
     given to ``fit`` is the held-out calibration data; with ``prefit=False`` a stratified
@@ -60,7 +88,23 @@ class Cascade(BaseCombiner):
         Accuracy to reach on the validation data; None (and no ``budget``) means the most
         expensive member's validation accuracy.
     budget : float > 0, default None
-        Maximum expected cost per sample; give either this or ``target_accuracy``.
+        Maximum expected cost per sample; give at most one of ``epsilon``, ``target_accuracy``
+        and ``budget``.
+    epsilon : float in (0, 1), default None
+        Largest accuracy loss against the most expensive member to certify (0.005 = half a
+        point), with probability ``1 - delta`` over the validation data.
+    delta : float in (0, 1), default 0.1
+        Allowed probability that the certified loss bound fails.
+    risk_test : "wsr" or "binomial", default "wsr"
+        p-value of the certification: the variance-adaptive betting test on the net accuracy
+        loss, or the exact binomial test of the conservative "reference right, cascade wrong"
+        rate.
+    stages : "all" or "auto", default "all"
+        Use every member as a stage, or choose the ladder (see above).
+    max_stages : int >= 2, default 4
+        Longest ladder ``stages="auto"`` considers.
+    search_fraction : float in (0, 1), default 0.5
+        Share of the validation data that proposes configurations in ``epsilon`` mode.
     prefit : bool, default False
     calibrate : bool, default False
         Temperature-scale each member on the validation data first (Guo et al. 2017,
@@ -71,23 +115,30 @@ class Cascade(BaseCombiner):
 
     Attributes
     ----------
-    order_ : int array of shape (n_members,)
-        ``order_[k]`` is the index in ``members`` of stage ``k`` (costs ascending, stable).
+    order_ : int array of shape (n_stages,)
+        ``order_[k]`` is the index in ``members`` of stage ``k`` (costs ascending, stable); all
+        members with ``stages="all"`` (except a risk-control fallback to the reference alone),
+        the chosen ladder with ``stages="auto"``.
     costs_ : array of shape (n_members,)
         Cost per sample of each member, in ``members`` order.
-    thresholds_ : array of shape (n_members,)
+    thresholds_ : array of shape (n_stages,)
         Threshold of each stage, in stage order; the last is ``-inf``.
     curve_ : dict of arrays
-        The accuracy-versus-cost front the search evaluated on validation data: ``cost``,
-        ``accuracy``, ``escalation_rate`` of shape (n_points,), ``thresholds`` of shape
-        (n_points, n_members); sorted by cost, accuracy increasing.
+        The accuracy-versus-cost front the search evaluated on validation data for the chosen
+        ladder: ``cost``, ``accuracy``, ``escalation_rate`` of shape (n_points,), ``thresholds``
+        of shape (n_points, n_stages); sorted by cost, accuracy increasing.
+    ladders_ : list of dict
+        Every ladder searched: ``members`` (names, cheapest first), ``accuracy`` and ``cost`` of
+        its best point on the validation data for the goal.
+    certificate_ : RiskCertificate or None
+        The risk control's promise and tests (``epsilon`` mode only).
     expected_cost_ : float
         Mean cost per sample of the chosen thresholds on the validation data.
     validation_accuracy_ : float
     escalation_rate_ : float
         Share of validation samples not answered by stage 0.
     target_accuracy_ : float or None
-        The target used (None in budget mode).
+        The target used (None in budget and epsilon modes).
     members_ : list of (name, fitted estimator), in ``members`` order
     temperatures_ : array of shape (n_members,) or None
     classes_ : array of shape (n_classes,)
@@ -114,6 +165,12 @@ class Cascade(BaseCombiner):
         rule: Literal["max_prob", "margin", "entropy"] = "max_prob",
         target_accuracy: float | None = None,
         budget: float | None = None,
+        epsilon: float | None = None,
+        delta: float = 0.1,
+        risk_test: Literal["wsr", "binomial"] = "wsr",
+        stages: Literal["all", "auto"] = "all",
+        max_stages: int = 4,
+        search_fraction: float = 0.5,
         prefit: bool = False,
         calibrate: bool = False,
         validation_fraction: float = 0.3,
@@ -124,6 +181,12 @@ class Cascade(BaseCombiner):
         self.rule = rule
         self.target_accuracy = target_accuracy
         self.budget = budget
+        self.epsilon = epsilon
+        self.delta = delta
+        self.risk_test = risk_test
+        self.stages = stages
+        self.max_stages = max_stages
+        self.search_fraction = search_fraction
         self.prefit = prefit
         self.calibrate = calibrate
         self.validation_fraction = validation_fraction
@@ -171,25 +234,37 @@ class Cascade(BaseCombiner):
         scores = np.stack([score_fn(p) for p in probas])
         correct = np.argmax(probas, axis=2) == y_idx[None, :]
 
-        # 5. threshold search
-        budget = None if self.budget is None else float(self.budget)
+        # 5. choose the ladder and its thresholds
+        costs = self.costs_[self.order_]
+        ladders = self._ladders(len(members))
+        self.certificate_ = None
         target = None
-        if budget is None:
-            target = float(correct[-1].mean()) if self.target_accuracy is None else float(self.target_accuracy)
-        result = search_thresholds(scores, correct, self.costs_[self.order_], target=target, budget=budget,
-                                   n_candidates=N_CANDIDATES)
-        self.thresholds_ = result.thresholds
-        self.curve_ = result.curve
-        self.expected_cost_ = result.cost
-        self.validation_accuracy_ = result.accuracy
-        self.escalation_rate_ = result.escalation_rate
+        if self.epsilon is not None:
+            ladder, thresholds, curve, self.ladders_, self.certificate_ = self._certified_choice(
+                ladders, scores, correct, costs
+            )
+        else:
+            budget = None if self.budget is None else float(self.budget)
+            if budget is None:
+                target = float(correct[-1].mean()) if self.target_accuracy is None else float(self.target_accuracy)
+            ladder, thresholds, curve, self.ladders_ = self._calibrated_choice(
+                ladders, scores, correct, costs, target, budget
+            )
+        acc, cost, esc = cascade_outcomes(scores[ladder], correct[ladder], costs[ladder], thresholds[None, :])
+        self.thresholds_ = thresholds
+        self.curve_ = curve
+        self.expected_cost_ = float(cost[0])
+        self.validation_accuracy_ = float(acc[0])
+        self.escalation_rate_ = float(esc[0])
         self.target_accuracy_ = target
         # temperatures_ is stored in members order, like costs_
         self.temperatures_ = None if temperatures is None else temperatures[np.argsort(self.order_)]
+        self.order_ = self.order_[ladder]
         logger.info(
-            "Cascade: thresholds %s, validation accuracy %.4f (target %s), expected cost %.4g, escalation %.1f%%",
-            np.round(self.thresholds_, 4).tolist(), result.accuracy, target, result.cost,
-            100 * result.escalation_rate,
+            "Cascade: stages %s, thresholds %s, validation accuracy %.4f (target %s), expected cost %.4g, "
+            "escalation %.1f%%",
+            [members[i][0] for i in self.order_], np.round(self.thresholds_, 4).tolist(), self.validation_accuracy_,
+            target, self.expected_cost_, 100 * self.escalation_rate_,
         )
 
         # 6. refit on all the data (prefit=False only)
@@ -241,10 +316,11 @@ class Cascade(BaseCombiner):
 
     # ----------------------------------------------------------------- helpers
     def _check_goal(self) -> None:
-        if self.target_accuracy is not None and self.budget is not None:
+        given = {k: v for k, v in [("epsilon", self.epsilon), ("target_accuracy", self.target_accuracy),
+                                   ("budget", self.budget)] if v is not None}
+        if len(given) > 1:
             raise ValidationError(
-                f"give either target_accuracy or budget, not both (got {self.target_accuracy!r} and "
-                f"{self.budget!r}); set the other to None"
+                f"give at most one goal of epsilon, target_accuracy and budget; got {given}; set the others to None"
             )
         t = self.target_accuracy
         if t is not None and (isinstance(t, bool) or not isinstance(t, int | float | np.number) or not 0 < t <= 1):
@@ -254,6 +330,115 @@ class Cascade(BaseCombiner):
             isinstance(b, bool) or not isinstance(b, int | float | np.number) or not np.isfinite(b) or b <= 0
         ):
             raise ValidationError(f"budget must be a positive finite number (cost per sample) or None; got {b!r}")
+        if self.epsilon is not None:
+            check_risk_level(self.epsilon, "epsilon")
+            check_risk_level(self.delta, "delta")
+            check_choice(self.risk_test, "risk_test", RISK_TESTS)
+            check_fraction(self.search_fraction, "search_fraction")
+        check_choice(self.stages, "stages", ("all", "auto"))
+        m = self.max_stages
+        if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 2:
+            raise ValidationError(f"max_stages must be an integer >= 2 (the cheapest stage and the reference); got {m!r}")
+
+    def _ladders(self, n_members: int) -> list[np.ndarray]:
+        """Candidate ladders as positions in cost order, each ending with the most expensive member."""
+        if self.stages == "all":
+            return [np.arange(n_members)]
+        cheaper = range(n_members - 1)
+        return [
+            np.array([*subset, n_members - 1])
+            for size in range(min(self.max_stages, n_members))
+            for subset in itertools.combinations(cheaper, size)
+        ]
+
+    def _ladder_summary(self, ladder: np.ndarray, accuracy: float, cost: float) -> dict[str, Any]:
+        names = [self.members[int(self.order_[k])][0] for k in ladder]
+        return {"members": names, "accuracy": float(accuracy), "cost": float(cost)}
+
+    def _calibrated_choice(
+        self, ladders: list[np.ndarray], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray,
+        target: float | None, budget: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
+        """The ladder and thresholds best meeting ``target`` or ``budget`` on the validation data."""
+        results = [
+            search_thresholds(scores[lad], correct[lad], costs[lad], target=target, budget=budget,
+                              n_candidates=N_CANDIDATES)
+            for lad in ladders
+        ]
+        i = best_point(np.array([r.accuracy for r in results]), np.array([r.cost for r in results]), target, budget)
+        summary = [self._ladder_summary(lad, r.accuracy, r.cost) for lad, r in zip(ladders, results, strict=True)]
+        return ladders[i], results[i].thresholds, results[i].curve, summary
+
+    def _certified_choice(
+        self, ladders: list[np.ndarray], scores: np.ndarray, correct: np.ndarray, costs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[dict[str, Any]], RiskCertificate]:
+        """Learn then Test with Pareto Testing: propose on one part of the data, certify on the other."""
+        epsilon, delta = float(self.epsilon), float(self.delta)
+        n = scores.shape[1]
+        order = check_random_state(self.random_state).permutation(n)
+        n_search = min(max(1, int(round(self.search_fraction * n))), n - 1)
+        search, test = order[:n_search], order[n_search:]
+        reference = correct.shape[0] - 1
+        ref_search_acc = float(correct[reference, search].mean())
+
+        # propose: every ladder's accuracy-cost front on the search part, its risk estimated there as
+        # the test will measure it (net loss for "wsr", the binary loss for "binomial"), merged, safest first
+        ref_search = correct[reference, search]
+        candidates, summary = [], []
+        for lad in ladders:
+            result = search_thresholds(scores[lad][:, search], correct[lad][:, search], costs[lad],
+                                       target=ref_search_acc - epsilon, n_candidates=N_CANDIDATES)
+            summary.append(self._ladder_summary(lad, result.accuracy, result.cost))
+            for cost, th in zip(result.curve["cost"], result.curve["thresholds"], strict=True):
+                stage = cascade_stages(scores[lad][:, search], th)
+                losses = accuracy_loss(correct[lad][stage, search], ref_search)
+                risk = float((losses > 0).mean() if self.risk_test == "binomial" else losses.mean())
+                candidates.append((risk, float(cost), lad, th))
+        risk = np.array([c[0] for c in candidates])
+        cost = np.array([c[1] for c in candidates])
+        front = pareto_curve(-risk, cost, np.zeros_like(risk), np.arange(len(candidates))[:, None])
+        sequence = front["thresholds"][::-1, 0].astype(int)  # lowest estimated risk first
+
+        # test in that order on the other part, stopping at the first failure
+        ref_test = correct[reference, test]
+        p_values: list[float] = []
+        for idx in sequence:
+            _, _, lad, th = candidates[idx]
+            stage = cascade_stages(scores[lad][:, test], th)
+            losses = accuracy_loss(correct[lad][stage, test], ref_test)
+            p_values.append(risk_p_value(self.risk_test, losses, epsilon, delta))
+            if p_values[-1] > delta:
+                break
+        n_certified = fixed_sequence(np.array(p_values), delta)
+
+        # choose: the cheapest certified configuration (cost on all the validation data), or the reference alone
+        alone = np.array([reference])
+        best = (float(costs[reference]), alone, np.array([-np.inf]), 0.0, 0.0)
+        for j in range(n_certified):
+            _, _, lad, th = candidates[sequence[j]]
+            _, full_cost, _ = cascade_outcomes(scores[lad], correct[lad], costs[lad], th[None, :])
+            if full_cost[0] < best[0] - 1e-12:
+                stage = cascade_stages(scores[lad][:, test], th)
+                test_loss = float(accuracy_loss(correct[lad][stage, test], ref_test).mean())
+                best = (float(full_cost[0]), lad, th, p_values[j], test_loss)
+        _, ladder, thresholds, p_value, test_loss = best
+        fallback = ladder.size == 1
+        if fallback:
+            logger.warning(
+                "Cascade: no configuration certified at epsilon=%g, delta=%g on %d test samples; the reference "
+                "alone answers (more validation data, a larger epsilon or a larger delta make a cheaper one "
+                "certifiable)", epsilon, delta, test.size,
+            )
+        certificate = RiskCertificate(
+            epsilon=epsilon, delta=delta, test=self.risk_test, n_search=int(search.size), n_test=int(test.size),
+            n_tested=len(p_values), n_certified=n_certified, p_value=float(p_value), test_loss=test_loss,
+            fallback=fallback,
+        )
+        # the curve: the certified points of the chosen ladder, on all the validation data
+        same = [candidates[sequence[j]][3] for j in range(n_certified) if candidates[sequence[j]][2] is ladder]
+        points = np.array(same) if same else thresholds[None, :]
+        curve = pareto_curve(*cascade_outcomes(scores[ladder], correct[ladder], costs[ladder], points), points)
+        return ladder, thresholds, curve, summary, certificate
 
     def _check_costs(self, n_members: int) -> np.ndarray | None:
         if self.costs is None:

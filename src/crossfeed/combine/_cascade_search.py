@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SearchResult", "cascade_outcomes", "candidate_thresholds", "pareto_curve", "search_thresholds"]
+__all__ = ["SearchResult", "best_point", "cascade_outcomes", "cascade_stages", "candidate_thresholds", "pareto_curve", "search_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,28 @@ def cascade_outcomes(
     return accuracy, cost, escalation
 
 
+def cascade_stages(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The stage that answers each sample under one threshold vector.
+
+    Parameters
+    ----------
+    scores : array of shape (n_stages, n_samples)
+    thresholds : array of shape (n_stages,); the last entry is ignored (the last stage answers).
+
+    Returns
+    -------
+    int array of shape (n_samples,): the first stage ``k`` with ``scores[k] >= thresholds[k]``.
+
+    Example
+    -------
+    >>> cascade_stages(np.array([[0.9, 0.4], [0.5, 0.5]]), np.array([0.8, -np.inf])).tolist()
+    [0, 1]
+    """
+    answers = np.asarray(scores, dtype=float) >= np.asarray(thresholds, dtype=float)[:, None]
+    answers[-1] = True
+    return np.argmax(answers, axis=0)
+
+
 def candidate_thresholds(stage_scores: np.ndarray, n_candidates: int) -> np.ndarray:
     """Observed scores at ``n_candidates`` evenly spaced quantiles, plus ``+inf``, sorted unique.
 
@@ -152,6 +174,11 @@ def _keys(accuracy: np.ndarray, cost: np.ndarray, target: float | None, budget: 
 
 def _best(keys: np.ndarray) -> int:
     return int(np.lexsort(keys.T[::-1])[0])
+
+
+def best_point(accuracy: np.ndarray, cost: np.ndarray, target: float | None, budget: float | None) -> int:
+    """Index of the best point by the selection rule: cheapest reaching ``target``, or best within ``budget``."""
+    return _best(_keys(np.asarray(accuracy, dtype=float), np.asarray(cost, dtype=float), target, budget))
 
 
 def search_thresholds(
