@@ -10,6 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from crossfeed.combine import Cascade, MeanEnsemble, StackingEnsemble, WeightedEnsemble
+from crossfeed.combine._router import Router
 
 
 def _members() -> list[tuple[str, Any]]:
@@ -29,6 +30,8 @@ ESTIMATORS = [
     StackingEnsemble(_members(), cv=3, passthrough=True, calibrate=True, random_state=0),
     Cascade(_members(), costs=[1.0, 2.0, 5.0], random_state=0),
     Cascade(_members(), costs=[3.0, 1.0, 2.0], rule="margin", budget=2.5, random_state=0),
+    Router(_members(), costs=[1.0, 2.0, 5.0], random_state=0),
+    Router(_members(), costs=[3.0, 1.0, 2.0], features="first_stage", budget=2.5, random_state=0),
 ]
 
 # Checks that cannot apply to these combiners, with the reason. Every check currently passes,

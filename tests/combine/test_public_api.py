@@ -15,6 +15,7 @@ MODULES = [
     "crossfeed.combine._confidence",
     "crossfeed.combine._math",
     "crossfeed.combine._mean",
+    "crossfeed.combine._router",
     "crossfeed.combine._stacking",
     "crossfeed.combine._weighted",
 ]

@@ -1,7 +1,7 @@
-"""Metrics: accuracy, NLL, ECE, accuracy-versus-cost summaries, and the per-domain figures of
-feedback (accuracy on every domain, absorption, forgetting)."""
+"""Metrics: accuracy, NLL, ECE, accuracy-versus-cost summaries (cost to match, normalised AUC, APGR),
+and the per-domain figures of feedback (accuracy on every domain, absorption, forgetting)."""
 
-from crossfeed.evaluate._cost_curves import CostToMatch, cost_to_match, normalized_auc
+from crossfeed.evaluate._cost_curves import CostToMatch, apgr, cost_to_match, normalized_auc
 from crossfeed.evaluate._domains import (
     absorption,
     domain_accuracy,
@@ -14,6 +14,7 @@ __all__ = [
     "CostToMatch",
     "absorption",
     "accuracy",
+    "apgr",
     "cost_to_match",
     "domain_accuracy",
     "ece",

@@ -1,4 +1,4 @@
-"""Accuracy-versus-cost: cost to match the large model, and the normalised area under the curve."""
+"""Accuracy-versus-cost: cost to match the large model, the normalised area under the curve, APGR."""
 
 from __future__ import annotations
 
@@ -82,3 +82,67 @@ def normalized_auc(costs: object, accuracies: object, *, small: tuple[float, flo
     grid = np.linspace(c0, c1, 512)
     acc = a[np.clip(np.searchsorted(c, grid, side="right") - 1, 0, len(a) - 1)]
     return float(np.trapezoid(acc - a0, grid) / ((a1 - a0) * (c1 - c0)))
+
+
+def apgr(call_rates: object, accuracies: object, *, weak_accuracy: float, strong_accuracy: float) -> float:
+    """Average performance gap recovered (APGR) of a router's accuracy-versus-call-rate curve.
+
+    RouteLLM's summary of a two-model router (Ong et al., "RouteLLM: Learning to Route LLMs
+    with Preference Data", arXiv 2406.18665): at each operating point the performance gap
+    recovered is ``PGR = (accuracy - weak_accuracy) / (strong_accuracy - weak_accuracy)``;
+    APGR is its area over the share of calls sent to the strong model, from 0 to 1. The
+    endpoints (0, weak) and (1, strong) are added, the running maximum of the accuracy is taken
+    (a point that calls the strong model more but is worse need never be used) and the area is
+    the trapezoid rule over the points (mixing two routers at random reaches every point between
+    them). Random routing, the straight line from (0, weak) to (1, strong), scores 0.5; reaching
+    the strong model's accuracy with almost no strong calls scores close to 1; values above 1
+    mean the router beats the strong model.
+
+    Parameters
+    ----------
+    call_rates : array of shape (n_points,)
+        Share of samples sent to the strong model at each operating point, in [0, 1] (e.g.
+        ``Router.curve_["large_call_rate"]``). May be empty: then only the endpoints count.
+    accuracies : array of shape (n_points,)
+        Accuracy at each operating point.
+    weak_accuracy, strong_accuracy : float
+        Accuracy of the weak (cheap) and strong (expensive) model alone; strong must be higher.
+
+    Returns
+    -------
+    float, 0.5 for random routing.
+
+    Example
+    -------
+    >>> round(apgr([0.25, 0.5, 0.75], [0.65, 0.70, 0.75], weak_accuracy=0.6, strong_accuracy=0.8), 4)  # random
+    0.5
+    >>> round(apgr([0.2], [0.8], weak_accuracy=0.6, strong_accuracy=0.8), 4)  # strong accuracy at 20% calls
+    0.9
+    """
+    rates = np.asarray(call_rates, dtype=float).ravel()
+    acc = np.asarray(accuracies, dtype=float).ravel()
+    if rates.shape != acc.shape:
+        raise ValidationError(
+            f"call_rates and accuracies must be equally long (one pair per operating point); got {rates.size} "
+            f"call rates and {acc.size} accuracies"
+        )
+    if not (np.all(np.isfinite(rates)) and np.all(np.isfinite(acc))):
+        raise ValidationError("call_rates and accuracies must be finite; drop the NaN or infinite points")
+    if rates.size and (rates.min() < 0 or rates.max() > 1):
+        raise ValidationError(
+            f"call_rates are shares of calls to the strong model and must lie in [0, 1]; got values in "
+            f"[{rates.min():.4g}, {rates.max():.4g}]. Pass the share (calls / samples), not a count or a percentage"
+        )
+    weak, strong = float(weak_accuracy), float(strong_accuracy)
+    if not (np.isfinite(weak) and np.isfinite(strong)):
+        raise ValidationError(f"weak_accuracy and strong_accuracy must be finite; got {weak} and {strong}")
+    if strong <= weak:
+        raise ValidationError(
+            f"APGR needs strong_accuracy > weak_accuracy (the gap to recover); got weak {weak} and strong {strong}. "
+            "With no gap there is nothing to route for; check that the two are not swapped"
+        )
+    r = np.concatenate([[0.0], rates, [1.0]])
+    a = np.concatenate([[weak], acc, [strong]])
+    order = np.lexsort((a, r))  # by call rate, the better point last at equal rates
+    r, a = r[order], np.maximum.accumulate(a[order])
+    return float(np.trapezoid((a - weak) / (strong - weak), r))
