@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from crossfeed.combine._router import Router, lambda_grid, pareto_front, route, routing_outcomes
+from crossfeed.combine import Router, lambda_grid, pareto_front, route, routing_outcomes
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
 
 SMALL_COST, LARGE_COST = 1.0, 10.0

@@ -14,6 +14,8 @@ refuses members whose probabilities hold NaN or infinite values.
   calibrated to a target or a budget, or certified by Learn then Test ("accuracy loss <= epsilon
   with probability >= 1 - delta", arXiv 2110.01052) with :func:`wsr_p_value` /
   :func:`binomial_p_value` and :func:`fixed_sequence`; ``stages="auto"`` picks the ladder.
+- :class:`Router`: a learned router (RouteLLM style, arXiv 2406.18665): per member, a small model
+  predicts whether it will be right; each sample goes to one member, trading accuracy for cost.
 - :class:`TemperatureScaler` / :func:`fit_temperature`: temperature scaling (arXiv 1706.04599).
 """
 
@@ -39,6 +41,7 @@ from crossfeed.combine._risk import (
     fixed_sequence,
     wsr_p_value,
 )
+from crossfeed.combine._router import Router
 from crossfeed.combine._stacking import StackingEnsemble
 from crossfeed.combine._weighted import WeightedEnsemble
 
@@ -47,6 +50,7 @@ __all__ = [
     "Cascade",
     "MeanEnsemble",
     "RiskCertificate",
+    "Router",
     "StackingEnsemble",
     "TemperatureScaler",
     "WeightedEnsemble",
