@@ -10,7 +10,8 @@ from crossfeed.experiments import run_demo
 def test_demo_writes_every_output(tmp_path):
     result = run_demo(tmp_path, n_per_domain=200, epochs=2, spawn=False, feedback=True)
     names = [r["name"] for r in result.records]
-    assert names == ["large_cnn", "tiny_cnn", "mlp", "logistic", "mean", "weighted", "caruana", "stacking", "cascade"]
+    assert names == ["large_cnn", "tiny_cnn", "mlp", "logistic", "mean", "weighted", "caruana", "stacking", "cascade",
+                     "cascade_certified", "router"]
     data = json.loads((tmp_path / "results.json").read_text())
     for rec in data["records"]:
         assert {"accuracy", "nll", "ece", "flops_per_sample", "latency_batch1_s", "latency_batch256_s", "domains"} <= set(rec)

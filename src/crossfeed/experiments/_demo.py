@@ -29,6 +29,7 @@ from crossfeed.combine import (
     CONFIDENCE_RULES,
     Cascade,
     MeanEnsemble,
+    Router,
     StackingEnsemble,
     WeightedEnsemble,
     candidate_thresholds,
@@ -114,7 +115,10 @@ def fit_combiners(
     """Fit every combiner on validation data with the members frozen; returns them and their fit seconds.
 
     The cascade runs the tiny CNN first and escalates to the large CNN, with its threshold set to
-    reach the large model's validation accuracy at the lowest expected FLOPs.
+    reach the large model's validation accuracy at the lowest expected FLOPs; ``cascade_certified``
+    is the same pair with a threshold certified by Learn then Test (accuracy loss <= 0.5 point
+    against the large CNN with probability >= 0.9, or the large CNN alone when nothing cheaper
+    can be certified); ``router`` sends each sample to one member, learned on the validation data.
     """
     pairs = list(members.items())
     flops = {name: flops_per_sample(m, X_cost) for name, m in pairs}
@@ -128,6 +132,12 @@ def fit_combiners(
             [(SMALL, members[SMALL]), (LARGE, members[LARGE])], costs=[flops[SMALL], flops[LARGE]],
             target_accuracy=large_val_acc, prefit=True, random_state=seed,
         ),
+        "cascade_certified": Cascade(
+            [(SMALL, members[SMALL]), (LARGE, members[LARGE])], costs=[flops[SMALL], flops[LARGE]],
+            epsilon=0.005, delta=0.1, prefit=True, random_state=seed,
+        ),
+        "router": Router(pairs, costs=[flops[name] for name, _ in pairs], target_accuracy=large_val_acc, prefit=True,
+                         random_state=seed),
     }
     seconds = {}
     for name, comb in combiners.items():
@@ -224,7 +234,7 @@ def evaluate_model(name: str, model: Any, suite: DomainSuite, *, kind: str, fit_
     probas = {d.name: model.predict_proba(d.X_test) for d in suite}
     per_domain = {d.name: score_all(label_indices(d.y_test, classes), probas[d.name]) for d in suite}
     pooled = score_all(label_indices(y_test, classes), np.concatenate(list(probas.values())))
-    flops = model.expected_cost(X_test) if isinstance(model, Cascade) else flops_per_sample(model, X_test)
+    flops = model.expected_cost(X_test) if isinstance(model, Cascade | Router) else flops_per_sample(model, X_test)
     return {
         "name": name,
         "kind": kind,
