@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 PACKAGES = ["crossfeed", "crossfeed.data", "crossfeed.models", "crossfeed.training", "crossfeed.combine",
-            "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn", "crossfeed.feedback"]
+            "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn", "crossfeed.feedback",
+            "crossfeed.serving"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -80,8 +80,9 @@ def flops_per_sample(estimator: Any, X: Any) -> float:
 
     Torch modules are counted with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products
     and convolutions); scikit-learn linear models, naive Bayes, trees and pipelines analytically;
-    crossfeed ensembles as the sum of their members (a cascade reports its expected cost).
-    Raises ``ValidationError`` for a model it cannot estimate: pass costs explicitly then.
+    crossfeed ensembles as the sum of their members (a cascade reports its expected cost); a model
+    carrying a ``flops_per_sample_`` attribute (``crossfeed.serving.OnnxModel``, counted at export)
+    reports it. Raises ``ValidationError`` for a model it cannot estimate: pass costs explicitly then.
     """
     X = np.asarray(X, dtype=np.float32)
     sample = X[:1].reshape(1, -1)
@@ -92,6 +93,9 @@ def flops_per_sample(estimator: Any, X: Any) -> float:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             module(torch.as_tensor(sample))
         return float(counter.get_total_flops())
+    declared = getattr(estimator, "flops_per_sample_", None)
+    if declared is not None:
+        return float(declared)
     if isinstance(estimator, Pipeline):
         total, Xt = 0.0, sample
         for _, step in estimator.steps:
