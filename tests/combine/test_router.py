@@ -13,7 +13,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from crossfeed.combine import Router, lambda_grid, pareto_front, route, routing_outcomes
+from crossfeed.combine import Router
+from crossfeed.combine._router import lambda_grid, pareto_front, route, routing_outcomes
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
 
 SMALL_COST, LARGE_COST = 1.0, 10.0
@@ -291,3 +292,17 @@ def test_routing_outcomes_and_front_on_known_values() -> None:
     acc, cost, large = routing_outcomes(p, correct, np.array([1.0, 10.0]), np.array([0.0, 10.0]))
     assert acc.tolist() == [1.0, 0.5] and cost.tolist() == [5.5, 1.0] and large.tolist() == [0.5, 0.0]
     assert pareto_front(cost, acc).tolist() == [1, 0]
+
+
+def test_linear_fast_path_matches_the_routers() -> None:
+    """The default routers folded into one matrix give the routers' own probabilities."""
+    X, y = make_classification(n_samples=600, n_features=6, n_informative=4, random_state=3)
+    cheap = LogisticRegression().fit(X[:300], y[:300])
+    strong = RandomForestClassifier(50, random_state=0).fit(X[:300], y[:300])
+    router = Router([("cheap", cheap), ("strong", strong)], costs=[1.0, 10.0], prefit=True, random_state=0)
+    router.fit(X[300:], y[300:])
+    assert router.linear_routers_ is not None
+    fast = router.correctness_proba(X[:50])
+    router.linear_routers_ = None
+    slow = router.correctness_proba(X[:50])
+    np.testing.assert_allclose(fast, slow, atol=1e-9)

@@ -34,7 +34,7 @@ from crossfeed.combine._confidence import margin_confidence, max_prob_confidence
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.models.cost import flops_per_sample
 
-__all__ = ["Router", "lambda_grid", "pareto_front", "route", "routing_outcomes"]
+__all__ = ["Router", "lambda_grid", "pareto_front", "route", "routing_outcomes", "stacked_linear"]
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +245,10 @@ class Router(BaseCombiner):
     members_ : list of (name, fitted estimator), in ``members`` order
     routers_ : list of fitted classifiers, one per member (in ``members`` order); class 1 of
         each is "the member is right".
+    linear_routers_ : (W, b) or None
+        The routers folded into one linear map (see :func:`stacked_linear`) when every router is
+        linear (the default): prediction then costs one matrix product, not one scikit-learn
+        call per member.
     costs_ : array of shape (n_members,), cost per sample of running each member.
     route_costs_ : array of shape (n_members,), cost of a sample routed to each member:
         ``costs_`` for "input"; with "first_stage" the cheapest member's cost is added to
@@ -342,6 +346,7 @@ class Router(BaseCombiner):
         # 5. routers on one part, lambda chosen on the other
         fit_idx, sel_idx = self._router_split(y_cal, 1.0 - router_fraction, rng)
         self.routers_ = [self._fit_router(template, feats[fit_idx], correct[m, fit_idx]) for m in range(len(fitted))]
+        self.linear_routers_ = stacked_linear(self.routers_)
         p_right = self._p_right(feats[sel_idx])
         self._choose_lambda(p_right, correct[:, sel_idx])
 
@@ -476,6 +481,10 @@ class Router(BaseCombiner):
 
     def _p_right(self, feats: np.ndarray) -> np.ndarray:
         """P(member right) from each router, array of shape (n_members, n_samples)."""
+        linear = getattr(self, "linear_routers_", None)
+        if linear is not None:  # one matrix product instead of one scikit-learn call per member
+            weights, bias = linear
+            return (1.0 / (1.0 + np.exp(-(feats @ weights + bias)))).T
         out = np.zeros((len(self.routers_), feats.shape[0]))
         for m, router in enumerate(self.routers_):
             col = np.flatnonzero(np.asarray(router.classes_) == 1)
@@ -513,6 +522,41 @@ class Router(BaseCombiner):
         self.target_accuracy_ = target
         logger.info("Router: lambda %.4g, held-out accuracy %.4f (target %s), expected cost %.4g, large calls %.1f%%",
                     self.lam_, self.validation_accuracy_, target, self.expected_cost_, 100 * self.large_call_rate_)
+
+
+def stacked_linear(routers: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The routers as one linear map ``sigmoid(X @ W + b)``, when each one is linear, else None.
+
+    Folds ``StandardScaler -> LogisticRegression`` pipelines (the default router), bare binary
+    logistic regressions and constant predictors into ``W`` of shape (n_features, n_members) and
+    ``b`` of shape (n_members,); the probabilities are the routers' own (to rounding).
+    """
+    columns, biases = [], []
+    for router in routers:
+        steps = [s for _, s in router.steps] if hasattr(router, "steps") else [router]
+        model = steps[-1]
+        if isinstance(model, DummyClassifier):
+            rate = float(np.clip(model.class_prior_[np.flatnonzero(model.classes_ == 1)].sum(), 1e-12, 1 - 1e-12))
+            columns.append(None)
+            biases.append(np.log(rate / (1.0 - rate)))
+            continue
+        scalers = steps[:-1]
+        if not isinstance(model, LogisticRegression) or model.coef_.shape[0] != 1 or list(model.classes_) != [0, 1] \
+                or not all(isinstance(sc, StandardScaler) for sc in scalers):
+            return None
+        w, b = model.coef_[0].astype(float), float(model.intercept_[0])
+        for sc in reversed(scalers):  # (x - mean) / scale, innermost scaler last
+            scale = sc.scale_ if sc.with_std and sc.scale_ is not None else np.ones_like(w)
+            mean = sc.mean_ if sc.with_mean and sc.mean_ is not None else np.zeros_like(w)
+            w = w / scale
+            b = b - float(mean @ w)
+        columns.append(w)
+        biases.append(b)
+    n_features = next((c.size for c in columns if c is not None), None)
+    if n_features is None:
+        return None
+    weights = np.column_stack([np.zeros(n_features) if c is None else c for c in columns])
+    return weights, np.asarray(biases, dtype=float)
 
 
 def _check_goal(target_accuracy: Any, budget: Any) -> None:
