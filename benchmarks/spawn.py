@@ -33,6 +33,7 @@ from _common import machine, summary, write
 
 from crossfeed.data import load_suite
 from crossfeed.models import TorchClassifier, count_params, flops_per_sample
+from crossfeed.serving import OnnxModel, quantize_onnx
 from crossfeed.spawn import Distiller, export_onnx, prune_structured, quantize_static, weights_file_size
 
 TEACHER = {"size": "large"}
@@ -56,7 +57,7 @@ def _module_forward_s(model: TorchClassifier, X: torch.Tensor, batch_size: int) 
     return (time.perf_counter() - start) / len(X)
 
 
-def _api_s(model: TorchClassifier, X: np.ndarray, batch_size: int) -> float:
+def _api_s(model: TorchClassifier | OnnxModel, X: np.ndarray, batch_size: int) -> float:
     """Seconds per sample of ``predict_proba`` over ``X`` in batches."""
     start = time.perf_counter()
     for i in range(0, len(X), batch_size):
@@ -64,8 +65,13 @@ def _api_s(model: TorchClassifier, X: np.ndarray, batch_size: int) -> float:
     return (time.perf_counter() - start) / len(X)
 
 
-def measure_latencies(models: dict[str, TorchClassifier], X: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
-    """Interleaved latency of every model: median seconds per sample over ``repeats`` rounds."""
+def measure_latencies(
+    models: dict[str, TorchClassifier], served: dict[str, dict[str, OnnxModel]], X: np.ndarray, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Interleaved latency of every model: median seconds per sample over ``repeats`` rounds.
+
+    ``served[name]`` holds the model's ONNX Runtime sessions ("onnx", "onnx_int8"), when it has them.
+    """
     X1, X256 = X[:64], X[:512]
     T1, T256 = torch.as_tensor(X1), torch.as_tensor(X256)
     probes = {
@@ -73,13 +79,21 @@ def measure_latencies(models: dict[str, TorchClassifier], X: np.ndarray, repeats
         "module_b1": lambda m: _module_forward_s(m, T1, 1), "module_b256": lambda m: _module_forward_s(m, T256, 256),
     }
     times: dict[str, dict[str, list[float]]] = {name: {k: [] for k in probes} for name in models}
-    for model in models.values():  # warm-up: kernels, allocator
+    for name in models:
+        for path in served.get(name, {}):
+            times[name] |= {f"{path}_b1": [], f"{path}_b256": []}
+    for name, model in models.items():  # warm-up: kernels, allocator
         for probe in probes.values():
             probe(model)
+        for session in served.get(name, {}).values():
+            _api_s(session, X1, 1)
     for _ in range(repeats):
         for name, model in models.items():
             for key, probe in probes.items():
                 times[name][key].append(probe(model))
+            for path, session in served.get(name, {}).items():
+                times[name][f"{path}_b1"].append(_api_s(session, X1, 1))
+                times[name][f"{path}_b256"].append(_api_s(session, X256, 256))
     return {name: {k: float(np.median(v)) for k, v in t.items()} for name, t in times.items()}
 
 
@@ -122,9 +136,19 @@ def run_seed(
         seconds[f"{label}/distilled+int8"] = time.perf_counter() - t0
         float_of[f"{label}/distilled+int8"] = f"{label}/distilled"
 
-    latency = measure_latencies(models, X_test, repeats)
     records: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        served: dict[str, dict[str, OnnxModel]] = {}
+        int8_accuracy: dict[str, float] = {}
+        for name, model in models.items():
+            if name in float_of:
+                continue
+            slug = name.replace("/", "_").replace("%", "pct").replace("+", "_")
+            onnx = OnnxModel.from_model(model, Path(tmp) / f"{slug}.onnx", example_X=X_test[:256])
+            q = quantize_onnx(onnx, Path(tmp) / f"{slug}.int8.onnx", calibration_X=X[:512])
+            served[name] = {"onnx": onnx, "onnx_int8": OnnxModel.load(q.path)}
+            int8_accuracy[name] = float(np.mean(served[name]["onnx_int8"].predict(X_test) == y_test))
+        latency = measure_latencies(models, served, X_test, repeats)
         for name, model in models.items():
             counted = models[float_of.get(name, name)]  # int8 kernels hide params/FLOPs from torch's counters
             rec: dict[str, Any] = {
@@ -138,6 +162,7 @@ def run_seed(
             if name not in float_of:
                 report = export_onnx(model, Path(tmp) / "m.onnx", example_X=X_test)
                 rec["onnx_max_abs_diff"], rec["onnx_bytes"] = report.max_abs_diff, report.file_size_bytes
+                rec["onnx_int8_accuracy"] = int8_accuracy[name]
             records[name] = rec
     ref = records["teacher"]
     for rec in records.values():
@@ -145,8 +170,14 @@ def run_seed(
         rec["param_share"] = rec["params"] / ref["params"]
         rec["flops_share"] = rec["flops"] / ref["flops"]
         rec["file_share"] = rec["file_bytes"] / ref["file_bytes"]
-        for k in ("api_b1", "api_b256", "module_b1", "module_b256"):
-            rec[f"speedup_{k}"] = ref[f"latency_{k}_us"] / rec[f"latency_{k}_us"]
+        for k in ("api_b1", "api_b256", "module_b1", "module_b256", "onnx_b1", "onnx_b256"):
+            if f"latency_{k}_us" in rec:
+                rec[f"speedup_{k}"] = ref[f"latency_{k}_us"] / rec[f"latency_{k}_us"]
+        for b in ("b1", "b256"):
+            if f"latency_onnx_int8_{b}_us" in rec:
+                # int8 against the float teacher on the same path, and against the model's own float graph
+                rec[f"speedup_onnx_int8_{b}"] = ref[f"latency_onnx_{b}_us"] / rec[f"latency_onnx_int8_{b}_us"]
+                rec[f"int8_vs_float_onnx_{b}"] = rec[f"latency_onnx_{b}_us"] / rec[f"latency_onnx_int8_{b}_us"]
     return {"seed": seed, "records": records}
 
 
@@ -178,7 +209,10 @@ def main() -> None:
     keys = ("accuracy", "retention", "params", "param_share", "flops", "flops_share", "file_bytes", "file_share",
             "fit_seconds", "latency_api_b1_us", "latency_api_b256_us", "latency_module_b1_us",
             "latency_module_b256_us", "speedup_api_b1", "speedup_api_b256", "speedup_module_b1",
-            "speedup_module_b256", "onnx_max_abs_diff", "onnx_bytes")
+            "speedup_module_b256", "onnx_max_abs_diff", "onnx_bytes", "onnx_int8_accuracy", "latency_onnx_b1_us",
+            "latency_onnx_b256_us", "latency_onnx_int8_b1_us", "latency_onnx_int8_b256_us", "speedup_onnx_b1",
+            "speedup_onnx_b256", "speedup_onnx_int8_b1", "speedup_onnx_int8_b256", "int8_vs_float_onnx_b1",
+            "int8_vs_float_onnx_b256")
     table = {}
     for name in runs[0]["records"]:
         recs = [r["records"][name] for r in runs]
@@ -203,10 +237,18 @@ def _fmt(s: dict[str, float], scale: float = 1.0, digits: int = 1, pct: bool = F
     return f"{m:.{digits}f}{unit} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _ort(row: dict[str, dict[str, float]], b: str) -> str:
+    if f"speedup_onnx_{b}" not in row:
+        return "-"
+    return f"{row[f'speedup_onnx_{b}']['median']:.2f}x / {row[f'speedup_onnx_int8_{b}']['median']:.2f}x"
+
+
 def markdown_table(table: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
     head = ("| model | accuracy % | retention % | params (share) | FLOPs/sample | weights KiB | "
-            "speed-up b1 (API / module) | speed-up b256 (API / module) | ONNX parity |")
-    lines = [head, "|---" * 9 + "|"]
+            "speed-up b1 (API / module) | speed-up b256 (API / module) | ONNX parity | "
+            "speed-up b1 ONNX Runtime (float / int8) | speed-up b256 ONNX Runtime (float / int8) | "
+            "int8 ONNX accuracy % |")
+    lines = [head, "|---" * 12 + "|"]
     for name, row in table.items():
         parity = "-" if "onnx_max_abs_diff" not in row else f"{row['onnx_max_abs_diff']['max']:.0e}"
         lines.append(
@@ -215,7 +257,8 @@ def markdown_table(table: dict[str, dict[str, dict[str, float]]], args: argparse
             f"{row['flops']['median'] / 1e3:,.0f}k | {row['file_bytes']['median'] / 1024:,.1f} | "
             f"{row['speedup_api_b1']['median']:.2f}x / {row['speedup_module_b1']['median']:.2f}x | "
             f"{row['speedup_api_b256']['median']:.2f}x / {row['speedup_module_b256']['median']:.2f}x | "
-            f"{parity} |"
+            f"{parity} | {_ort(row, 'b1')} | {_ort(row, 'b256')} | "
+            f"{_fmt(row['onnx_int8_accuracy'], 100) if 'onnx_int8_accuracy' in row else '-'} |"
         )
     return "\n".join(lines)
 
