@@ -65,9 +65,23 @@ def spawn() -> str:
             f"alpha={data['distillation']['alpha']} with the pooled field data as transfer set; pruning removes "
             f"{int(100 * data['prune_ratio'])}% of channels then recovers by distillation; int8 = torch.ao quantization. "
             f"Median [min, max] over seeds {data['seeds']}; speed-ups are teacher latency / student latency measured "
-            f"interleaved in one run (API = predict_proba, module = bare forward); {m['cpu']}, {m['cpu_count']} cores, "
-            f"{m['torch_threads']} torch thread, torch {m['torch']}.")
+            f"interleaved in one run (API = predict_proba, module = bare forward, ONNX Runtime = the float model exported "
+            f"and run by crossfeed.serving.OnnxModel, int8 = its ONNX Runtime static QDQ quantization, both against "
+            f"the float teacher on ONNX Runtime); {m['cpu']}, {m['cpu_count']} cores, "
+            f"{m['torch_threads']} torch thread, torch {m['torch']}, commit {m['commit']}.")
     return head + "\n\n" + spawn_bench.markdown_table(data["table"], args)
+
+
+def serving(name: str = "serving") -> str:
+    import serving as serving_bench  # benchmarks/serving.py renders its own tables
+
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    m = data["machine"]
+    head = (f"Median [min, max] over seeds {data['seeds']}; {m['cpu']}, {m['cpu_count']} cores, one thread, torch "
+            f"{m['torch']}, commit {m['commit']}; certified cascades: delta = {data['delta']}; re-split study: "
+            f"{data['resplits']} re-splits of validation + test per seed.")
+    return head + "\n\n" + "\n\n".join(serving_bench.markdown(s, data["results"][s]["aggregate"])
+                                         for s in data["suites"])
 
 
 def _pts(s: dict) -> str:

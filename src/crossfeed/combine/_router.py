@@ -13,7 +13,8 @@ The pure maths works on arrays, in any member order:
 - ``p_right``: float array of shape (n_members, n_samples), predicted P(member right | sample);
 - ``correct``: bool array of shape (n_members, n_samples), whether each member is right;
 - ``costs``: float array of shape (n_members,), cost of a sample routed to each member;
-- ``lams``: float array of shape (n_points,), willingness-to-pay values lambda >= 0.
+- ``lams``: float array of shape (n_points,), willingness-to-pay values lambda (negative: a
+  premium on the more expensive members).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def route(p_right: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
     ----------
     p_right : array of shape (n_members, n_samples)
     costs : array of shape (n_members,), >= 0.
-    lam : float >= 0, the willingness to pay: how much predicted accuracy one full
-        max-cost call must buy. 0 picks the member most likely right, whatever it costs.
+    lam : float, the willingness to pay: how much predicted accuracy one full max-cost call
+        must buy. 0 picks the member most likely right, whatever it costs; negative values
+        favour the more expensive members.
 
     Returns
     -------
@@ -99,22 +101,24 @@ def routing_outcomes(
 
 
 def lambda_grid(p_right: np.ndarray, costs: np.ndarray, n_lambdas: int = N_LAMBDAS) -> np.ndarray:
-    """Sorted lambdas covering every change of routing: 0, a log grid and quantiles of the breakpoints.
+    """Sorted lambdas covering every change of routing, from "always the most expensive" to "always the cheapest".
 
-    A sample switches from member ``j`` to a cheaper member ``i`` at the breakpoint
-    ``(p_right[j] - p_right[i]) / (c_j - c_i)`` (costs ``c`` divided by their maximum). The grid
-    runs from the smallest to just past the largest positive breakpoint, so its last value
-    routes every sample to the cheapest member.
+    A sample switches between members ``i`` and ``j`` (``c_i < c_j``, costs ``c`` divided by
+    their maximum) at the breakpoint ``(p_right[j] - p_right[i]) / (c_j - c_i)``. Positive
+    lambdas trade predicted accuracy for cost; negative ones pay for the more expensive member
+    even where it is predicted less likely right, so the grid also reaches the large model alone
+    (whose accuracy a cost-aware router should be able to match). The grid holds 0, log grids and
+    quantiles of the positive and of the negative breakpoints, and a value past each end.
 
     Parameters
     ----------
     p_right : array of shape (n_members, n_samples)
     costs : array of shape (n_members,)
-    n_lambdas : points of the log grid, and quantile levels of the breakpoints.
+    n_lambdas : points of each log grid, and quantile levels of the breakpoints.
 
     Returns
     -------
-    array of shape (n_points,), starting at 0.
+    sorted array of shape (n_points,); contains 0.
 
     Example
     -------
@@ -123,20 +127,21 @@ def lambda_grid(p_right: np.ndarray, costs: np.ndarray, n_lambdas: int = N_LAMBD
     """
     p_right = np.asarray(p_right, dtype=float)
     c = _normalised(np.asarray(costs, dtype=float))
-    breaks = []
+    breaks = [np.empty(0)]
     for i in range(c.size):
         for j in range(c.size):
             if c[j] > c[i]:
-                b = (p_right[j] - p_right[i]) / (c[j] - c[i])
-                breaks.append(b[b > 0])
-    positive = np.concatenate(breaks) if breaks else np.empty(0)
-    if positive.size == 0:
-        return np.zeros(1)
-    lo, hi = positive.min(), positive.max()
-    top = hi * (1 + 1e-6)  # strictly past every breakpoint: a tie there is left to rounding
-    grid = np.concatenate([[0.0], np.geomspace(lo, hi, n_lambdas), np.quantile(positive, np.linspace(0, 1, n_lambdas)),
-                           [top]])
-    return np.unique(grid)
+                breaks.append((p_right[j] - p_right[i]) / (c[j] - c[i]))
+    every = np.concatenate(breaks)
+    positive, negative = every[every > 0], -every[every < 0]
+    grid = [np.zeros(1)]
+    for side, sign in ((positive, 1.0), (negative, -1.0)):
+        if side.size:
+            lo, hi = side.min(), side.max()
+            part = np.concatenate([np.geomspace(lo, hi, n_lambdas), np.quantile(side, np.linspace(0, 1, n_lambdas)),
+                                   [hi * (1 + 1e-6)]])  # strictly past every breakpoint
+            grid.append(sign * part)
+    return np.unique(np.concatenate(grid))
 
 
 def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -203,9 +208,11 @@ class Router(BaseCombiner):
       expensive member's accuracy on that held-out part), or
     - maximises accuracy with expected cost per sample <= ``budget``.
 
-    lambda >= 0 never pays for a member *less* likely to be right, so the accuracy at lambda = 0
-    (each sample to its most-likely-right member) is the top of the curve; when no lambda
-    reaches the target the most accurate one is used, with a warning.
+    lambda > 0 trades predicted accuracy for cost; lambda < 0 pays for the more expensive
+    member even where the routers predict it less likely right (the routers are imperfect), so
+    the curve runs from "every sample to the cheapest member" to "every sample to the most
+    expensive one" and a target equal to the large member's accuracy is reachable. When no
+    lambda reaches the target the most accurate one is used, with a warning.
 
     Calibration data, as for :class:`Cascade`: with ``prefit=True`` the ``(X, y)`` given to
     ``fit`` is held-out data for the already-fitted members; with ``prefit=False`` a stratified
