@@ -16,6 +16,24 @@ from crossfeed._cache import atomic_write_bytes
 RESULTS = Path(__file__).parent / "results"
 
 
+def _git_commit() -> str | None:
+    """HEAD's short hash, marked ``+uncommitted-src`` when the package differs from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=False).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True,
+                               cwd=Path(__file__).parent, check=False).stdout.strip()
+    except OSError:
+        return None
+    if commit and dirty:
+        commit += "+uncommitted-src"  # the package differed from the commit when this run started
+    return commit
+
+
+#: The commit of the code a run imported: taken when the script starts, not when it writes its JSON.
+START_COMMIT = _git_commit()
+
+
 def machine() -> dict[str, Any]:
     import sklearn
     import torch
@@ -28,21 +46,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=False).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True,
-                               cwd=Path(__file__).parent, check=False).stdout.strip()
-        if commit and dirty:
-            commit += "+uncommitted-src"  # the package differed from the commit while this ran
-    except OSError:
-        pass
     return {
         "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__,
-        "numpy": np.__version__, "commit": commit,
+        "numpy": np.__version__, "commit": START_COMMIT,
     }
 
 
