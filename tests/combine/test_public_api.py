@@ -16,6 +16,8 @@ MODULES = [
     "crossfeed.combine._math",
     "crossfeed.combine._mean",
     "crossfeed.combine._router",
+    "crossfeed.combine._routing",
+    "crossfeed.combine._risk",
     "crossfeed.combine._stacking",
     "crossfeed.combine._weighted",
 ]

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from crossfeed.combine import Router
-from crossfeed.combine._router import lambda_grid, pareto_front, route, routing_outcomes
+from crossfeed.combine._routing import lambda_grid, pareto_front, route, routing_outcomes
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
 
 SMALL_COST, LARGE_COST = 1.0, 10.0
