@@ -18,13 +18,11 @@ from crossfeed.exceptions import (
 )
 
 
-def check_features(
-    X: Any, *, name: str = "X", n_features: int | None = None, owner: str = "the model"
-) -> np.ndarray:
-    """Return ``X`` as a float array of shape (n_samples, ...) with finite values.
+def numeric_array(X: Any, *, name: str = "X") -> np.ndarray:
+    """``X`` as a NumPy array of real numbers (or booleans), any shape; a clear error otherwise.
 
-    Raises ``ValidationError`` for non-numeric, empty, 1-D, NaN/inf input or a feature count
-    different from ``n_features``.
+    Raises ``ValidationError`` for ragged or complex input and ``NonNumericInputError`` for
+    strings, objects that are not numbers and other non-numeric dtypes.
     """
     try:
         arr = np.asarray(X)
@@ -44,6 +42,18 @@ def check_features(
         raise NonNumericInputError(
             f"{name} must hold numbers; got dtype {arr.dtype}. Convert it first, e.g. np.asarray({name}, dtype=float)"
         )
+    return arr
+
+
+def check_features(
+    X: Any, *, name: str = "X", n_features: int | None = None, owner: str = "the model"
+) -> np.ndarray:
+    """Return ``X`` as a float array of shape (n_samples, ...) with finite values.
+
+    Raises ``ValidationError`` for non-numeric, empty, 1-D, NaN/inf input or a feature count
+    different from ``n_features``.
+    """
+    arr = numeric_array(X, name=name)
     if arr.ndim < 2:
         raise ValidationError(
             f"{name} must be 2-D, of shape (n_samples, n_features); got shape {arr.shape}. "

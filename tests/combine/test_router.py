@@ -236,7 +236,7 @@ def test_members_with_different_label_spaces_are_refused_clearly(splits3) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"target_accuracy": 0.9, "budget": 3.0}, "either target_accuracy or budget, not both"),
+        ({"target_accuracy": 0.9, "budget": 3.0}, "at most one goal of target_accuracy, budget"),
         ({"target_accuracy": 0.0}, r"target_accuracy must be a number in \(0, 1\]"),
         ({"target_accuracy": 1.5}, r"target_accuracy must be a number in \(0, 1\]"),
         ({"target_accuracy": True}, r"target_accuracy must be a number in \(0, 1\]"),

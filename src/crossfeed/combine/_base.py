@@ -57,6 +57,41 @@ def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
     return str(value)
 
 
+def check_goal(**goals: Any) -> None:
+    """At most one goal given (not None); ``target_accuracy`` in (0, 1], ``budget`` positive and finite.
+
+    Goals are passed by name (``target_accuracy=..., budget=..., epsilon=...``); only the first two
+    are checked here, the others by their owner.
+    """
+    given = {k: v for k, v in goals.items() if v is not None}
+    if len(given) > 1:
+        names = ", ".join(goals)
+        raise ValidationError(f"give at most one goal of {names}; got {given}; set the others to None")
+    t = goals.get("target_accuracy")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float | np.number) or not 0 < t <= 1):
+        raise ValidationError(f"target_accuracy must be a number in (0, 1] or None; got {t!r}")
+    b = goals.get("budget")
+    if b is not None and (
+        isinstance(b, bool) or not isinstance(b, int | float | np.number) or not np.isfinite(b) or b <= 0
+    ):
+        raise ValidationError(f"budget must be a positive finite number (cost per sample) or None; got {b!r}")
+
+
+def check_costs(costs: Any, n_members: int) -> np.ndarray | None:
+    """``costs`` as a float array of shape (n_members,), finite and >= 0; None stays None."""
+    if costs is None:
+        return None
+    try:
+        arr = np.asarray(costs, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"costs must be a list of numbers, one per member; got {costs!r}") from exc
+    if arr.ndim != 1 or arr.size != n_members:
+        raise ValidationError(f"costs must have one number per member ({n_members}); got {arr.size} ({costs!r})")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValidationError(f"costs must be finite and >= 0 (cost per sample); got {arr.tolist()}")
+    return arr
+
+
 def holdout_split(y: np.ndarray, fraction: float, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of sample indices into (train, validation).
 

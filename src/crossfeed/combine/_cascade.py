@@ -14,7 +14,16 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.utils import check_random_state
 
-from crossfeed.combine._base import BaseCombiner, Member, check_choice, check_fraction, holdout_split, subset
+from crossfeed.combine._base import (
+    BaseCombiner,
+    Member,
+    check_choice,
+    check_costs,
+    check_fraction,
+    check_goal,
+    holdout_split,
+    subset,
+)
 from crossfeed.combine._cascade_search import (
     best_point,
     cascade_outcomes,
@@ -208,7 +217,7 @@ class Cascade(BaseCombiner):
         score_fn = CONFIDENCE_RULES[check_choice(self.rule, "rule", tuple(CONFIDENCE_RULES))]
         self._check_goal()
         members = self._validate_members()
-        explicit_costs = self._check_costs(len(members))
+        explicit_costs = check_costs(self.costs, len(members))
         _, X_members, y = self._validate_fit_data(X, y)
 
         # 2. members and the calibration data
@@ -316,20 +325,7 @@ class Cascade(BaseCombiner):
 
     # ----------------------------------------------------------------- helpers
     def _check_goal(self) -> None:
-        given = {k: v for k, v in [("epsilon", self.epsilon), ("target_accuracy", self.target_accuracy),
-                                   ("budget", self.budget)] if v is not None}
-        if len(given) > 1:
-            raise ValidationError(
-                f"give at most one goal of epsilon, target_accuracy and budget; got {given}; set the others to None"
-            )
-        t = self.target_accuracy
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float | np.number) or not 0 < t <= 1):
-            raise ValidationError(f"target_accuracy must be a number in (0, 1] or None; got {t!r}")
-        b = self.budget
-        if b is not None and (
-            isinstance(b, bool) or not isinstance(b, int | float | np.number) or not np.isfinite(b) or b <= 0
-        ):
-            raise ValidationError(f"budget must be a positive finite number (cost per sample) or None; got {b!r}")
+        check_goal(epsilon=self.epsilon, target_accuracy=self.target_accuracy, budget=self.budget)
         if self.epsilon is not None:
             check_risk_level(self.epsilon, "epsilon")
             check_risk_level(self.delta, "delta")
@@ -439,21 +435,6 @@ class Cascade(BaseCombiner):
         points = np.array(same) if same else thresholds[None, :]
         curve = pareto_curve(*cascade_outcomes(scores[ladder], correct[ladder], costs[ladder], points), points)
         return ladder, thresholds, curve, summary, certificate
-
-    def _check_costs(self, n_members: int) -> np.ndarray | None:
-        if self.costs is None:
-            return None
-        try:
-            costs = np.asarray(self.costs, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"costs must be a list of numbers, one per member; got {self.costs!r}") from exc
-        if costs.ndim != 1 or costs.size != n_members:
-            raise ValidationError(
-                f"costs must have one number per member ({n_members}); got {costs.size} ({self.costs!r})"
-            )
-        if not np.all(np.isfinite(costs)) or np.any(costs < 0):
-            raise ValidationError(f"costs must be finite and >= 0 (cost per sample); got {costs.tolist()}")
-        return costs
 
     def _estimated_costs(self, fitted: list[Member], X: Any) -> np.ndarray:
         costs = np.array([float(flops_per_sample(est, X)) for _, est in fitted])

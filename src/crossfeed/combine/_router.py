@@ -23,7 +23,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
-from crossfeed.combine._base import BaseCombiner, Member, check_choice, check_fraction, holdout_split, subset
+from crossfeed.combine._base import (
+    BaseCombiner,
+    Member,
+    check_choice,
+    check_costs,
+    check_fraction,
+    check_goal,
+    holdout_split,
+    subset,
+)
 from crossfeed.combine._confidence import margin_confidence, max_prob_confidence
 from crossfeed.combine._routing import lambda_grid, pareto_front, route, routing_outcomes, stacked_linear
 from crossfeed.exceptions import LabelMismatchError, ValidationError
@@ -169,11 +178,11 @@ class Router(BaseCombiner):
         """
         # 1. validate
         check_choice(self.features, "features", FEATURES)
-        _check_goal(self.target_accuracy, self.budget)
+        check_goal(target_accuracy=self.target_accuracy, budget=self.budget)
         template = self._check_router()
         router_fraction = check_fraction(self.router_fraction, "router_fraction")
         members = self._validate_members()
-        explicit_costs = _check_costs(self.costs, len(members))
+        explicit_costs = check_costs(self.costs, len(members))
         X_arr, X_members, y = self._validate_fit_data(X, y)
         rng = check_random_state(self.random_state)
 
@@ -376,34 +385,3 @@ class Router(BaseCombiner):
         self.target_accuracy_ = target
         logger.info("Router: lambda %.4g, held-out accuracy %.4f (target %s), expected cost %.4g, large calls %.1f%%",
                     self.lam_, self.validation_accuracy_, target, self.expected_cost_, 100 * self.large_call_rate_)
-
-def _check_goal(target_accuracy: Any, budget: Any) -> None:
-    """At most one goal; a target in (0, 1], a budget positive and finite."""
-    if target_accuracy is not None and budget is not None:
-        raise ValidationError(
-            f"give either target_accuracy or budget, not both (got {target_accuracy!r} and {budget!r}); "
-            "set the other to None"
-        )
-    t = target_accuracy
-    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float | np.number) or not 0 < t <= 1):
-        raise ValidationError(f"target_accuracy must be a number in (0, 1] or None; got {t!r}")
-    b = budget
-    if b is not None and (
-        isinstance(b, bool) or not isinstance(b, int | float | np.number) or not np.isfinite(b) or b <= 0
-    ):
-        raise ValidationError(f"budget must be a positive finite number (cost per sample) or None; got {b!r}")
-
-
-def _check_costs(costs: Any, n_members: int) -> np.ndarray | None:
-    """``costs`` as a float array of shape (n_members,), finite and >= 0; None stays None."""
-    if costs is None:
-        return None
-    try:
-        arr = np.asarray(costs, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"costs must be a list of numbers, one per member; got {costs!r}") from exc
-    if arr.ndim != 1 or arr.size != n_members:
-        raise ValidationError(f"costs must have one number per member ({n_members}); got {arr.size} ({costs!r})")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValidationError(f"costs must be finite and >= 0 (cost per sample); got {arr.tolist()}")
-    return arr

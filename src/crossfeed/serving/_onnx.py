@@ -32,11 +32,11 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from crossfeed._cache import atomic_write_bytes
+from crossfeed._validation import numeric_array
 from crossfeed.exceptions import (
     EmptyDataError,
     LabelMismatchError,
     ModelFileError,
-    NonNumericInputError,
     NotFittedError,
     ValidationError,
     missing_dependency,
@@ -142,21 +142,7 @@ def check_input(X: Any, n_features: int, *, name: str = "X", owner: str = "OnnxM
         raise ValidationError(
             f"{owner} does not accept sparse input (got {type(X).__name__}); densify it with X.toarray()"
         )
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ValidationError(f"{name} must be an array-like of numbers; got {type(X).__name__}: {exc}") from exc
-    if np.iscomplexobj(arr):
-        raise ValidationError(f"{name} holds complex numbers; expected real numbers (take .real or abs() first)")
-    if arr.dtype == object:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise NonNumericInputError(f"{name} must hold numbers; got non-numeric values ({exc})") from exc
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise NonNumericInputError(
-            f"{name} must hold numbers; got dtype {arr.dtype}. Convert it first, e.g. np.asarray({name}, dtype=np.float32)"
-        )
+    arr = numeric_array(X, name=name)
     if arr.ndim != 2 or arr.shape[1] != n_features:
         per_sample = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else arr.size
         if arr.ndim == 1 and arr.shape[0] == n_features:
