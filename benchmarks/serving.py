@@ -131,8 +131,8 @@ def combiners(models: dict[str, Any], flops: dict[str, float], X_val, y_val, see
     methods: dict[str, Any] = {
         "cascade tiny->large (round 1)": Cascade(**pair("tiny"), target_accuracy=large_val, prefit=True,
                                                  random_state=seed),
-        f"cascade {student}->large": Cascade(**pair(student), target_accuracy=large_val, prefit=True,
-                                             random_state=seed),
+        "cascade best student->large": Cascade(**pair(student), target_accuracy=large_val, prefit=True,
+                                               random_state=seed),
         "ladder auto": Cascade(pool, costs=costs, stages="auto", target_accuracy=large_val, prefit=True,
                                random_state=seed),
     }
@@ -376,7 +376,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for name, first in runs[0][section].items():
             out[name] = {}
             for key in first:
-                vals = [r[section][name].get(key) for r in runs]
+                vals = [r[section].get(name, {}).get(key) for r in runs]
                 if all(isinstance(v, bool) for v in vals):
                     out[name][key] = f"{sum(vals)}/{len(vals)}"
                 elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
