@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SearchResult", "best_point", "cascade_outcomes", "cascade_stages", "candidate_thresholds", "pareto_curve", "search_thresholds"]
+__all__ = ["SearchResult", "best_point", "cascade_outcomes", "cascade_stages", "candidate_thresholds", "pareto_curve", "pareto_front", "search_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,33 @@ def candidate_thresholds(stage_scores: np.ndarray, n_candidates: int) -> np.ndar
     return np.unique(np.append(values, np.inf))
 
 
+def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both cost and accuracy, sorted by cost.
+
+    Parameters
+    ----------
+    cost, accuracy : arrays of shape (n_points,)
+
+    Returns
+    -------
+    int array of shape (n_front,): cost non-decreasing, accuracy strictly increasing along it;
+    among equal points the first listed is kept.
+
+    Example
+    -------
+    >>> pareto_front(np.array([1.0, 2.0, 3.0, 2.0]), np.array([0.7, 0.8, 0.75, 0.8])).tolist()
+    [0, 1]
+    """
+    cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
+    order = np.lexsort((-accuracy, cost))  # by cost, then best accuracy first
+    keep, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best + _TOL:
+            keep.append(i)
+            best = accuracy[i]
+    return np.array(keep, dtype=np.intp)
+
+
 def pareto_curve(
     accuracy: np.ndarray, cost: np.ndarray, escalation: np.ndarray, thresholds: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -148,13 +175,7 @@ def pareto_curve(
     dict with ``cost``, ``accuracy``, ``escalation_rate`` (shape (n_front,)) and ``thresholds``
     (shape (n_front, n_stages)); cost non-decreasing and accuracy strictly increasing.
     """
-    order = np.lexsort((-accuracy, cost))  # by cost, then best accuracy first
-    keep, best = [], -np.inf
-    for i in order:
-        if accuracy[i] > best + _TOL:
-            keep.append(i)
-            best = accuracy[i]
-    idx = np.array(keep, dtype=np.intp)
+    idx = pareto_front(cost, accuracy)
     return {
         "cost": cost[idx],
         "accuracy": accuracy[idx],

@@ -22,6 +22,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from crossfeed.combine._cascade_search import pareto_front
+
 __all__ = ["lambda_grid", "pareto_front", "route", "routing_outcomes", "stacked_linear"]
 
 #: Points of the log-spaced lambda grid (and as many quantiles of the breakpoints).
@@ -126,33 +128,6 @@ def lambda_grid(p_right: np.ndarray, costs: np.ndarray, n_lambdas: int = N_LAMBD
                                    [hi * (1 + 1e-6)]])  # strictly past every breakpoint
             grid.append(sign * part)
     return np.unique(np.concatenate(grid))
-
-
-def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats on both cost and accuracy, sorted by cost.
-
-    Parameters
-    ----------
-    cost, accuracy : arrays of shape (n_points,)
-
-    Returns
-    -------
-    int array of shape (n_front,): cost non-decreasing, accuracy strictly increasing along it;
-    among equal points the first listed is kept.
-
-    Example
-    -------
-    >>> pareto_front(np.array([1.0, 2.0, 3.0, 2.0]), np.array([0.7, 0.8, 0.75, 0.8])).tolist()
-    [0, 1]
-    """
-    cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
-    order = np.lexsort((-accuracy, cost))  # by cost, then best accuracy first
-    keep, best = [], -np.inf
-    for i in order:
-        if accuracy[i] > best + _TOL:
-            keep.append(i)
-            best = accuracy[i]
-    return np.array(keep, dtype=np.intp)
 
 
 def _normalised(costs: np.ndarray) -> np.ndarray:
