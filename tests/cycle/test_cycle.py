@@ -23,7 +23,8 @@ TINY = {
     "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 400, "domains": ["default", "noisy", "shifted"]}},
     "large": {"module": "cnn1d", "module_kwargs": {"size": "small"}, "epochs": 12, "lr": 0.005, "patience": None},
     "experts": {"student": "cnn1d:tiny", "epochs": 4, "finetune_epochs": 3},
-    "feedback": {"strategy": "data_feedback", "kwargs": {"threshold": 0.5}, "epochs": 4, "gate": False},
+    "feedback": {"strategy": "data_feedback", "kwargs": {"threshold": 0.5}, "epochs": 4},
+    "gate": {"test": "none", "route": False, "holdout": 0.0, "advance": "all"},
     "generations": 2,
 }
 
@@ -42,7 +43,7 @@ def test_generations_are_checkpointed_and_measured(uninterrupted, tmp_path):
     assert [g.generation for g in result.generations] == [0, 1, 2]
     assert result.large_matrix().shape == (3, 3)
     last = result.generations[-1]
-    assert set(last.accuracy) == {"large", "expert:noisy", "expert:shifted"}
+    assert set(last.accuracy) == {"large", "served", "expert:noisy", "expert:shifted"}
     assert last.field_samples == {"noisy": 50, "shifted": 50}  # all the experts' field data by the last generation
     assert result.generations[1].field_samples == {"noisy": 25, "shifted": 25}
     assert last.feedback.strategy == "data_feedback"
@@ -136,9 +137,10 @@ def sabotage():
 
 
 def test_gate_keeps_the_previous_large_model_when_feedback_hurts(sabotage):
-    harmful = {**TINY, "generations": 1, "feedback": {"strategy": "_test_sabotage", "epochs": 6, "lr": 0.01}}
+    harmful = {**TINY, "generations": 1, "feedback": {"strategy": "_test_sabotage", "epochs": 6, "lr": 0.01},
+               "gate": {"test": "tolerance", "margin": 0.02, "route": False, "holdout": 0.0, "advance": "all"}}
     gated = run_cycle(config_from_dict(harmful), seed=0)
-    ungated = run_cycle(config_from_dict({**harmful, "feedback": {**harmful["feedback"], "gate": False}}), seed=0)
+    ungated = run_cycle(config_from_dict({**harmful, "gate": {**harmful["gate"], "test": "none"}}), seed=0)
     assert not gated.generations[1].accepted and ungated.generations[1].accepted
     assert gated.generations[1].accuracy["large"] == gated.generations[0].accuracy["large"]
     assert np.mean(list(ungated.generations[1].accuracy["large"].values())) < np.mean(

@@ -81,3 +81,12 @@ def test_every_example_config_loads(path):
 def test_compared_strategies_need_distinct_names():
     with pytest.raises(ValidationError, match="different strategies"):
         config_from_dict({"feedback": {"strategy": "merge", "compare": [{"strategy": "merge"}]}})
+
+
+def test_round_one_gate_keys_translate_to_the_gate_section():
+    old = config_from_dict({"feedback": {"gate": True, "tolerance": 0.03}})
+    assert (old.gate.test, old.gate.margin, old.gate.route, old.gate.holdout, old.gate.advance) == (
+        "tolerance", 0.03, False, 0.0, "all")
+    assert config_from_dict({"feedback": {"gate": False}}).gate.test == "none"
+    default = config_from_dict({})
+    assert (default.gate.test, default.gate.route, default.field_data.source) == ("bootstrap", True, "suite")

@@ -22,7 +22,7 @@ def test_demo_writes_every_output(tmp_path):
     assert 0 <= data["cascade"]["escalation_rate"] <= 1
     cycle = data["cycle"]
     assert [g["generation"] for g in cycle["generations"]] == [0, 1, 2]  # the feedback step and a second generation
-    assert set(cycle["generations"][2]["accuracy"]) == {"large", "expert:noisy", "expert:sheared", "expert:shifted",
+    assert set(cycle["generations"][2]["accuracy"]) == {"large", "served", "expert:noisy", "expert:sheared", "expert:shifted",
                                                         "expert:scaled"}
     assert "multi_teacher_kd" in cycle["generations"][1]["compare"]
     assert (tmp_path / "heatmap_seed0.png").stat().st_size > 0 and (tmp_path / "absorption.png").exists()

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
+from crossfeed.evaluate import wsr_p_value
 from crossfeed.exceptions import ValidationError
 
 __all__ = [
@@ -147,53 +148,6 @@ def binomial_p_value(losses: np.ndarray, epsilon: float) -> float:
     losses = np.asarray(losses)
     k = int(np.count_nonzero(losses > 0))
     return float(binom.cdf(k, losses.size, epsilon))
-
-
-def wsr_p_value(losses: np.ndarray, epsilon: float, *, delta: float = 0.1, low: float = -1.0, high: float = 1.0,
-                cap: float = 0.75) -> float:
-    """Betting p-value of ``H: E[loss] > epsilon`` for losses bounded in ``[low, high]``.
-
-    The losses are mapped to ``x`` in [0, 1] and tested against ``m``, the image of
-    ``epsilon``. A gambler bets against the null: capital ``K_t = prod_{i <= t} (1 + lam_i (m -
-    x_i))`` with ``lam_i >= 0`` chosen from the first ``i - 1`` samples only (the predictable
-    plug-in rule of Waudby-Smith & Ramdas, tuned for level ``delta``). Under the null the capital
-    is a non-negative supermartingale, so by Ville's inequality ``p = min(1, 1 / max_t K_t)`` is a
-    valid p-value. The samples are used in the order given (shuffle them beforehand if their
-    order carries information).
-
-    Parameters
-    ----------
-    losses : array of shape (n_samples,), values in ``[low, high]``.
-    epsilon : the risk level tested, strictly inside ``(low, high)``.
-    delta : the level the bets are tuned for (any level gives a valid p-value).
-    low, high : the bounds of the loss.
-    cap : the largest bet as a share of the largest safe one, in (0, 1).
-
-    Returns
-    -------
-    float in (0, 1].
-
-    Example
-    -------
-    >>> rng = np.random.default_rng(0)
-    >>> safe = rng.choice([-1, 0, 1], size=2000, p=[0.03, 0.96, 0.01])   # mean loss -0.02
-    >>> wsr_p_value(safe, 0.005) < 0.01
-    True
-    >>> risky = rng.choice([-1, 0, 1], size=2000, p=[0.01, 0.96, 0.03])  # mean loss +0.02
-    >>> wsr_p_value(risky, 0.005)
-    1.0
-    """
-    x = (np.asarray(losses, dtype=float) - low) / (high - low)
-    if x.size == 0:
-        return 1.0
-    m = (epsilon - low) / (high - low)
-    t = np.arange(1, x.size + 1)
-    mean = (0.5 + np.cumsum(x)) / (t + 1)  # running mean after sample t, shrunk towards 1/2
-    # running variance before sample t (only past samples choose the bet): 1/4 before any sample
-    var_prev = np.concatenate([[0.25], (0.25 + np.cumsum((x - mean) ** 2)[:-1]) / t[:-1]])
-    lam = np.minimum(np.sqrt(2.0 * np.log(1.0 / delta) / (x.size * var_prev)), cap / (1.0 - m))
-    log_capital = np.cumsum(np.log1p(lam * (m - x)))
-    return float(min(1.0, np.exp(-max(0.0, log_capital.max()))))
 
 
 def risk_p_value(test: str, losses: np.ndarray, epsilon: float, delta: float) -> float:

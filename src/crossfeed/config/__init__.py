@@ -6,9 +6,12 @@ training starts. :func:`config_to_dict` / :func:`config_from_dict` round-trip ex
 """
 
 from crossfeed.config._config import (
+    GATE_TESTS,
     ExperimentConfig,
     ExpertsConfig,
     FeedbackConfig,
+    FieldConfig,
+    GateConfig,
     LargeConfig,
     StrategyConfig,
     SuiteConfig,
@@ -23,6 +26,9 @@ __all__ = [
     "ExperimentConfig",
     "ExpertsConfig",
     "FeedbackConfig",
+    "FieldConfig",
+    "GATE_TESTS",
+    "GateConfig",
     "LargeConfig",
     "StrategyConfig",
     "SuiteConfig",

@@ -42,6 +42,9 @@ __all__ = [
     "ExperimentConfig",
     "ExpertsConfig",
     "FeedbackConfig",
+    "FieldConfig",
+    "GATE_TESTS",
+    "GateConfig",
     "LargeConfig",
     "StrategyConfig",
     "SuiteConfig",
@@ -119,10 +122,9 @@ class FeedbackConfig:
     :class:`~crossfeed.feedback.TrainSettings` of the step; ``batch_size``, ``weight_decay`` and
     ``optimizer`` left null take the large model's values (``large.*``), and the report records the
     settings used. ``kwargs`` are the strategy's own parameters, checked against its declaration
-    when the config loads. ``gate``: keep the previous large model when the new one loses more than ``tolerance``
-    validation accuracy on any domain. The default, 2 points, is about one standard error of an
-    accuracy near 70% measured on 500 validation samples: a smaller tolerance mostly gates on
-    noise and stalls the cycle. ``keep_weaker_experts``: see :func:`crossfeed.feedback.absorb`.
+    when the config loads. Which model goes on and which one serves each domain is the
+    top-level ``gate`` section (:class:`GateConfig`). ``keep_weaker_experts``: see
+    :func:`crossfeed.feedback.absorb`.
     """
 
     strategy: str = "multi_teacher_kd"
@@ -134,9 +136,63 @@ class FeedbackConfig:
     optimizer: str | None = None
     threads: int | None = None
     compare: list[StrategyConfig] = field(default_factory=list)
-    gate: bool = True
-    tolerance: float = 0.02
     keep_weaker_experts: bool = False
+
+
+#: The gate's tests by name: two paired statistical tests, the round-1 rule, and no gate at all.
+GATE_TESTS = ("bootstrap", "wsr", "tolerance", "none")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Which models each generation keeps, and which one answers each domain.
+
+    After the feedback step each domain has candidates: the new large model and the domain's new
+    expert. A candidate replaces the model that serves a domain only when it is better there on
+    the gate's held-out data *and* a paired non-inferiority test
+    (:func:`crossfeed.evaluate.noninferiority`) certifies it is not worse by more than ``margin``,
+    with every test of the generation (domains x candidates) corrected together (``correction``)
+    so that the chance that any switch is worse by more than ``margin`` is at most
+    ``1 - confidence``. With ``route`` the served system answers each domain with its own model
+    (a domain router); without it, every domain is answered by the large model that goes on.
+
+    ``test``: ``"bootstrap"`` (paired bootstrap), ``"wsr"`` (betting test, valid at every sample
+    size, more conservative), ``"tolerance"`` (round 1: a candidate passes when its point
+    accuracy is at most ``margin`` below; no statistics) or ``"none"`` (every candidate passes).
+    ``holdout``: share of each domain's validation split held out for the gate only (training and
+    early stopping never see it); 0 gates on the validation data the models were tuned on.
+    ``advance``: which large model the next generation starts from: ``"mean"`` (the new one, unless
+    its mean gate accuracy over domains is below the previous one's) or ``"all"`` (round 1: the
+    new one only if it passes the test against the previous large model on every domain).
+
+    Round 1's gate is ``{test: tolerance, margin: 0.02, holdout: 0, route: false, advance: all}``
+    (what ``feedback.gate: true`` and ``feedback.tolerance`` meant).
+    """
+
+    test: str = "bootstrap"
+    margin: float = 0.01
+    confidence: float = 0.9
+    correction: str = "holm"
+    route: bool = True
+    holdout: float = 0.5
+    advance: str = "mean"
+    resamples: int = 2000
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Where each generation's field data comes from.
+
+    ``source: suite`` (default): the suite's field split, cut into ``generations`` equal batches;
+    generation ``g`` holds the first ``g``. ``source: folder``: ``path/gen-<g>/<domain>.npz`` files
+    (arrays ``X`` and optionally ``y``, read without pickle), one batch per domain per generation;
+    generation ``g`` holds the batches of generations ``1..g``. A domain joins the cycle with its
+    first batch (its expert is spawned then) and must deliver a batch (possibly empty) every
+    generation after that.
+    """
+
+    source: str = "suite"
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +206,8 @@ class ExperimentConfig:
     large: LargeConfig = field(default_factory=LargeConfig)
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    field_data: FieldConfig = field(default_factory=FieldConfig)
     generations: int = 2
 
     def __post_init__(self) -> None:
@@ -214,7 +272,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(data: Any, *, source: str = "config") -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from plain data, checking keys, types and registry names."""
-    config = _build(ExperimentConfig, data, source)
+    config = _build(ExperimentConfig, _legacy_gate(data, source), source)
     _check_names(config, source)
     return config
 
@@ -333,8 +391,14 @@ def _check_values(config: ExperimentConfig) -> None:
             f"feedback.strategy and feedback.compare must name different strategies (results are keyed by name); "
             f"got {names}. Compare other settings of one strategy in separate configs"
         )
-    if config.feedback.tolerance < 0:
-        raise ValidationError(f"feedback.tolerance must be >= 0; got {config.feedback.tolerance}")
+    _check_gate(config.gate)
+    if config.field_data.source not in ("suite", "folder"):
+        raise ValidationError(f"field_data.source must be 'suite' or 'folder'; got {config.field_data.source!r}")
+    if (config.field_data.source == "folder") != (config.field_data.path is not None):
+        raise ValidationError(
+            f"field_data.path is the folder of field_data.source: folder (and only of it); got source {config.field_data.source!r} "
+            f"and path {config.field_data.path!r}"
+        )
     f = config.feedback
     if f.optimizer is not None and f.optimizer not in ("adamw", "adam", "sgd"):
         raise ValidationError(f"feedback.optimizer must be 'adamw', 'adam', 'sgd' or null; got {f.optimizer!r}")
@@ -344,6 +408,52 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"feedback.weight_decay must be >= 0 or null; got {f.weight_decay}")
     if f.threads is not None and f.threads < 1:
         raise ValidationError(f"feedback.threads must be >= 1 or null; got {f.threads}")
+
+
+def _check_gate(g: GateConfig) -> None:
+    if g.test not in GATE_TESTS:
+        raise ValidationError(f"gate.test must be one of {', '.join(GATE_TESTS)}; got {g.test!r}")
+    if g.correction not in ("holm", "bonferroni", "none"):
+        raise ValidationError(f"gate.correction must be 'holm', 'bonferroni' or 'none'; got {g.correction!r}")
+    if g.advance not in ("mean", "all"):
+        raise ValidationError(f"gate.advance must be 'mean' or 'all'; got {g.advance!r}")
+    if not 0.0 <= g.margin < 1.0:
+        raise ValidationError(f"gate.margin must be in [0, 1) (a fraction: 0.01 = one point); got {g.margin}")
+    if not 0.0 < g.confidence < 1.0:
+        raise ValidationError(f"gate.confidence must be strictly between 0 and 1 (e.g. 0.9); got {g.confidence}")
+    if not 0.0 <= g.holdout < 1.0:
+        raise ValidationError(f"gate.holdout must be in [0, 1) (share of each validation split); got {g.holdout}")
+    if g.resamples < 100:
+        raise ValidationError(f"gate.resamples must be at least 100; got {g.resamples}")
+    if g.test in ("bootstrap", "wsr") and g.holdout == 0.0:
+        raise ValidationError(
+            f"gate.test {g.test!r} certifies on held-out data, but gate.holdout is 0 (the models were tuned on the "
+            "whole validation split); set gate.holdout > 0 (default 0.5), or use test: tolerance to gate on "
+            "validation accuracy without a guarantee"
+        )
+
+
+def _legacy_gate(data: Any, source: str) -> Any:
+    """Round 1 configs said ``feedback.gate`` / ``feedback.tolerance``; translate them to the ``gate`` section."""
+    if not isinstance(data, dict) or not isinstance(data.get("feedback"), dict):
+        return data
+    feedback = dict(data["feedback"])
+    legacy = {k: feedback.pop(k) for k in ("gate", "tolerance") if k in feedback}
+    if not legacy:
+        return data
+    if "gate" in data:
+        raise ValidationError(
+            f"{source}: feedback.{'/'.join(legacy)} (round 1) and the gate section cannot both be given; "
+            "move the settings into gate (see GateConfig)"
+        )
+    if not isinstance(legacy.get("gate", True), bool):
+        raise ValidationError(f"{source}.feedback.gate: expected true or false; got {legacy['gate']!r}")
+    if legacy.get("gate", True) is False:
+        gate: dict[str, Any] = {"test": "none", "route": False, "holdout": 0.0, "advance": "all"}
+    else:
+        gate = {"test": "tolerance", "margin": legacy.get("tolerance", 0.02), "route": False, "holdout": 0.0,
+                "advance": "all"}
+    return {**data, "feedback": feedback, "gate": gate}
 
 
 def _check_names(config: ExperimentConfig, source: str) -> None:

@@ -1,7 +1,8 @@
 """Generation checkpoints: written whole or not at all, read back without pickle.
 
-A finished generation ``g`` is the folder ``gen-{g:03d}`` holding ``large/`` and
-``experts/<domain>/`` (:func:`crossfeed.models.save_model`: safetensors + JSON) and
+A finished generation ``g`` is the folder ``gen-{g:03d}`` holding ``large/`` (the large model
+that goes on), ``candidate/`` (the feedback step's output, only when the gate kept the previous
+large model), ``experts/<domain>/`` (:func:`crossfeed.models.save_model`: safetensors + JSON) and
 ``generation.json`` (what was measured). It is assembled in a hidden temporary sibling and renamed
 into place, so a killed run leaves either the complete folder or none; leftovers of a killed write
 are removed on the next start. ``run.json`` beside the generations records the config the run
@@ -84,14 +85,21 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 def save_generation(
-    root: Path, generation: int, large: TorchClassifier, experts: Mapping[str, TorchClassifier], record: dict[str, Any]
+    root: Path, generation: int, large: TorchClassifier, experts: Mapping[str, TorchClassifier], record: dict[str, Any],
+    *, candidate: TorchClassifier | None = None,
 ) -> Path:
-    """Write generation ``generation`` atomically; returns its folder."""
+    """Write generation ``generation`` atomically; returns its folder.
+
+    ``large`` is the large model that goes on; ``candidate`` the feedback step's output when the
+    gate did not let it go on (it may still serve some domains), saved as ``candidate/``.
+    """
     final = generation_dir(root, generation)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0o700; the generation gets a folder's usual mode
         save_model(large, tmp / "large")
+        if candidate is not None:
+            save_model(candidate, tmp / "candidate")
         for name, expert in experts.items():
             save_model(expert, tmp / "experts" / name)
         (tmp / "generation.json").write_text(json.dumps(record, indent=2))

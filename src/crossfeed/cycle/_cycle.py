@@ -3,54 +3,67 @@
 Generation 0 trains the large model (on the general domain, or pooled). Each generation
 ``g = 1..G`` then:
 
-1. **collect**: each domain's field data arrives in ``G`` equal, disjoint batches; generation ``g``
-   holds the first ``g`` of them (unlabelled: ``y_field`` is only used for evaluation);
-2. **spawn and specialise**: one small expert per domain is distilled from the current large model
-   on the pooled labelled data plus its domain's field data, then fine-tuned on its domain
-   (:func:`crossfeed.spawn.spawn_experts`), or, with ``experts.method: finetune``, the expert is
-   a copy of the large model fine-tuned on its domain;
+1. **collect**: each domain's field data of generation ``g`` arrives (:mod:`crossfeed.cycle._field`:
+   the suite's field split in ``G`` batches, files in a folder, or an iterator); the generation
+   holds every batch so far (unlabelled: ``y_field`` is only used for evaluation). A domain joins
+   with its first batch;
+2. **spawn and specialise**: one small expert per joined domain is distilled from the current
+   large model on the pooled labelled data plus its domain's field data, then fine-tuned on its
+   domain (:func:`crossfeed.spawn.spawn_experts`), or, with ``experts.method: finetune``, the
+   expert is a copy of the large model fine-tuned on its domain;
 3. **feed back**: the experts teach the large model (:func:`crossfeed.feedback.absorb` with the
    configured strategy; ``compare`` strategies run from the same start and are only reported);
-4. **gate**: the new large model replaces the old one unless it loses more than ``tolerance``
-   validation accuracy on some domain (the cycle never ships a regression it can see);
-5. **measure** every model (large and experts) on every domain's test split, and checkpoint the
-   generation atomically (:mod:`crossfeed.cycle._checkpoint`).
+4. **gate** (:mod:`crossfeed.cycle._gate`): on held-out gate data, a paired test per domain decides
+   which model serves each domain (the one it had, the new large model, or its expert) so that
+   no domain's served accuracy falls by more than the margin at the stated confidence, and
+   whether the new large model goes on;
+5. **measure** every model (large, experts, served) on every domain's test split, record the
+   lineage (:mod:`crossfeed.cycle._lineage`), and checkpoint the generation atomically
+   (:mod:`crossfeed.cycle._checkpoint`).
 
-Every random choice of generation ``g`` is seeded from ``(seed, g, role)`` (spawning, feedback),
-and a checkpoint holds the exact weights, so a run resumed after a kill reaches the results of an
-uninterrupted one.
+Every random choice of generation ``g`` is seeded from ``(seed, g, role)`` (spawning, feedback,
+gate), and a checkpoint holds the exact weights, so a run resumed after a kill reaches the results
+of an uninterrupted one, and :func:`reproduce_generation` rebuilds any generation from its parent.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crossfeed._progress import Progress, SilentProgress
-from crossfeed.config import ExperimentConfig, config_to_dict
+from crossfeed.config import ExperimentConfig, config_from_dict, config_to_dict
 from crossfeed.cycle._checkpoint import (
+    RUN_FILE,
     finished_generations,
     load_large,
     load_record,
     prepare_run_dir,
     save_generation,
 )
+from crossfeed.cycle._field import FieldSource, SuiteField, collect, data_sha256, field_source
+from crossfeed.cycle._gate import ServedRef, decide
+from crossfeed.cycle._lineage import check_field_lineage, config_sha256, weights_sha256
 from crossfeed.cycle._results import CycleResult, GenerationResult
 from crossfeed.data import DomainSuite, load_suite
-from crossfeed.evaluate import domain_accuracy
-from crossfeed.exceptions import EmptyDataError
-from crossfeed.feedback import TrainSettings, absorb
-from crossfeed.models import TorchClassifier
+from crossfeed.evaluate import domain_accuracy, prediction_accuracy
+from crossfeed.exceptions import EmptyDataError, ModelFileError, ValidationError
+from crossfeed.feedback import FeedbackReport, TrainSettings, absorb
+from crossfeed.models import TorchClassifier, load_model
 from crossfeed.spawn import finetune, spawn_experts
 
-__all__ = ["CycleResult", "GenerationResult", "field_batches", "run_cycle"]
+__all__ = ["CycleResult", "GenerationResult", "field_batches", "reproduce_generation", "run_cycle"]
 
 logger = logging.getLogger(__name__)
+
+GateData = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def field_batches(
@@ -59,21 +72,35 @@ def field_batches(
     """The suite as generation ``generation`` sees it: the first ``generation`` of ``generations``
     equal batches of the field data of ``domains`` (default: all; the rest has not arrived yet).
     Other domains are left as they are."""
-    chosen = set(suite.names if domains is None else domains)
-    out = []
+    chosen = list(suite.names if domains is None else domains)
+    collected, _ = collect(suite, SuiteField(suite, generations, chosen), generation, chosen)
+    return DomainSuite.from_domains(
+        suite.name, [collected[d.name] if d.name in chosen else d for d in suite], meta=suite.meta)
+
+
+def hold_out(suite: DomainSuite, share: float, seed: int) -> tuple[DomainSuite, GateData]:
+    """Split each domain's validation data into what training sees and the gate's held-out part.
+
+    Stratified by label, seeded; ``share == 0`` gates on the whole validation split (round 1).
+    """
+    if share == 0.0:
+        return suite, {d.name: (d.X_val, d.y_val) for d in suite}
+    rng = np.random.default_rng([seed, 7])
+    domains, gate = [], {}
     for d in suite:
-        if d.name not in chosen:
-            out.append(d)
-            continue
-        if d.X_field is None or len(d.X_field) < generations:
+        held = np.zeros(len(d.y_val), dtype=bool)
+        for label in np.unique(d.y_val):
+            rows = rng.permutation(np.flatnonzero(d.y_val == label))
+            held[rows[: int(round(share * len(rows)))]] = True
+        if held.all() or not held.any():
             raise EmptyDataError(
-                f"domain {d.name!r} has {0 if d.X_field is None else len(d.X_field)} field samples; the cycle needs at "
-                f"least one per generation ({generations}). Collect more field data or run fewer generations"
+                f"domain {d.name!r}: gate.holdout {share} of its {len(d.y_val)} validation samples leaves "
+                f"{'no' if held.all() else 'none for the gate'} ; choose a share between those extremes or give it "
+                "more validation data"
             )
-        n = len(d.X_field) * generation // generations
-        y_field = None if d.y_field is None else d.y_field[:n]
-        out.append(dataclasses.replace(d, X_field=d.X_field[:n], y_field=y_field))
-    return DomainSuite.from_domains(suite.name, out, meta=suite.meta)
+        gate[d.name] = (d.X_val[held], d.y_val[held])
+        domains.append(dataclasses.replace(d, X_val=d.X_val[~held], y_val=d.y_val[~held]))
+    return DomainSuite.from_domains(suite.name, domains, meta=suite.meta), gate
 
 
 def run_cycle(
@@ -84,6 +111,7 @@ def run_cycle(
     resume: bool = True,
     progress: Progress | None = None,
     suite: DomainSuite | None = None,
+    field: FieldSource | Iterable[Mapping[str, Any]] | None = None,
 ) -> CycleResult:
     """Run ``config.generations`` generations of the cycle for one seed; checkpoint each under ``out``.
 
@@ -93,9 +121,13 @@ def run_cycle(
     seed : seed of the data, the models and every generation.
     out : folder for the checkpoints (``gen-000``, ``gen-001``, ...); None keeps nothing on disk.
     resume : continue from the last finished generation found under ``out`` (the folder must hold
-        a run of the same config and seed); False refuses an existing run folder.
+        a run of the same config and seed, fed the same field data so far); False refuses an
+        existing run folder.
     progress : receives stages and training progress (the CLI draws it).
     suite : the loaded suite, to skip loading it again (it must be ``config.suite`` at ``seed``).
+    field : the field data, overriding ``config.field_data``: an iterable whose item ``i`` maps
+        domains to generation ``i + 1``'s batch (``X`` or ``(X, y)``), or a field source
+        (:class:`crossfeed.cycle.FolderField`, ...).
 
     Returns
     -------
@@ -105,45 +137,94 @@ def run_cycle(
     -------
     >>> from crossfeed.experiments import config_from_dict                               # doctest: +SKIP
     >>> result = run_cycle(config_from_dict({"generations": 3}), seed=0, out="runs/s0")  # doctest: +SKIP
-    >>> result.large_matrix()   # generations x domains                                 # doctest: +SKIP
+    >>> result.served_matrix()   # generations x domains                                # doctest: +SKIP
     """
     progress = progress or SilentProgress()
     if suite is None:
         progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
     general = suite.general_domain
-    expert_domains = config.experts.domains or [n for n in suite.names if n != general]
-    for name in expert_domains:
+    candidates = config.experts.domains or [n for n in suite.names if n != general]
+    for name in candidates:
         suite[name]  # unknown names raise with the list of domains
-    field_batches(suite, 1, config.generations, expert_domains)  # enough field data for every generation, before training
+    suite, gate_data = hold_out(suite, config.gate.holdout, seed)
+    source = field_source(config, suite, candidates, field)  # the suite's field split is checked here, before training
     root = Path(out) if out is not None else None
+    fingerprint = run_fingerprint(config, seed)
 
-    start_gen, large, history = 0, None, []
+    state = _State(root)
+    start_gen, history = 0, []
     if root is not None:
-        prepare_run_dir(root, run_fingerprint(config, seed), resume=resume)
+        prepare_run_dir(root, fingerprint, resume=resume)
         done = finished_generations(root)
         if done:
-            large = load_large(root, done[-1])
             history = [GenerationResult.from_dict(load_record(root, g)) for g in done]
+            for record in history[1:]:  # the data of finished generations must not have changed
+                seen = collect(suite, source, record.generation, candidates)[1]
+                check_field_lineage(record.lineage.get("field", {}), seen, record.generation, root)
+            state.restore(history[-1])
             start_gen = done[-1] + 1
             progress.stage(f"resuming after generation {done[-1]} from {root}")
-    result = CycleResult(seed, suite.names, general, history, resumed_from=start_gen - 1 if start_gen else None)
+    result = CycleResult(seed, suite.names, general, history, resumed_from=start_gen - 1 if start_gen else None,
+                         margin=config.gate.margin)
 
     for g in range(start_gen, config.generations + 1):
         t0 = time.perf_counter()
         if g == 0:
             progress.stage("generation 0: training the large model")
             large = _train_large(config, suite, seed, progress)
-            record = GenerationResult(0, {"large": domain_accuracy(large, suite, "test")},
-                                      domain_accuracy(large, suite, "val"), seconds={"train_large": time.perf_counter() - t0})
+            ref = ServedRef("large g0", "gen-000/large")
+            state.add(ref, large)
+            state.large, state.served = ref, {d: ref for d in suite.names}
+            X, y = _train_data(config, suite)
+            lineage = {"seed": seed, "generation": 0, "config_sha256": config_sha256(fingerprint),
+                       "train": {"domains": _train_domains(config, suite), "samples": len(X), "sha256": data_sha256(X, y)},
+                       "large": {**ref.to_dict(), "sha256": weights_sha256(large)}}
+            record = GenerationResult(
+                0, {"large": domain_accuracy(large, suite, "test"), "served": domain_accuracy(large, suite, "test")},
+                domain_accuracy(large, suite, "val"), seconds={"train_large": time.perf_counter() - t0},
+                served={d: ref.to_dict() for d in suite.names}, lineage=lineage)
             experts: dict[str, TorchClassifier] = {}
+            candidate = None
         else:
-            large, experts, record = _generation(config, suite, g, large, expert_domains, seed, progress)
+            experts, candidate, record = _generation(config, suite, gate_data, source, candidates, g, seed, state,
+                                                     fingerprint, progress)
         result.generations.append(record)
         if root is not None:
-            save_generation(root, g, large, experts, record.to_dict())
+            save_generation(root, g, state.model(state.large), experts, record.to_dict(), candidate=candidate)
+        state.forget_unused()
         logger.info("generation %d done in %.1f s", g, time.perf_counter() - t0)
     return result
+
+
+class _State:
+    """The models the cycle carries between generations: the large model that goes on, what serves
+    each domain, and the models behind those labels (loaded from the run folder on resume)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self.large: ServedRef | None = None
+        self.served: dict[str, ServedRef] = {}
+        self._models: dict[str, Any] = {}
+
+    def add(self, ref: ServedRef, model: Any) -> None:
+        self._models[ref.label] = model
+
+    def model(self, ref: ServedRef) -> Any:
+        if ref.label not in self._models:
+            if self.root is None:
+                raise ModelFileError(f"model {ref.label!r} is neither in memory nor on disk")
+            self._models[ref.label] = load_model(self.root / ref.path)
+        return self._models[ref.label]
+
+    def restore(self, last: GenerationResult) -> None:
+        self.large = ServedRef(**{k: last.lineage["large"][k] for k in ("label", "path")})
+        self.served = {d: ServedRef(**ref) for d, ref in last.served.items()}
+        self._models[self.large.label] = load_large(self.root, last.generation)
+
+    def forget_unused(self) -> None:
+        keep = {self.large.label, *(r.label for r in self.served.values())}
+        self._models = {k: v for k, v in self._models.items() if k in keep}
 
 
 def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
@@ -154,10 +235,17 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     return {"config": data, "seed": seed}
 
 
+def _train_domains(config: ExperimentConfig, suite: DomainSuite) -> list[str]:
+    return [suite.general_domain] if config.large.train_on == "general" else suite.names
+
+
+def _train_data(config: ExperimentConfig, suite: DomainSuite) -> tuple[np.ndarray, np.ndarray]:
+    return suite.pooled("train", _train_domains(config, suite))
+
+
 def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progress: Progress) -> TorchClassifier:
     c = config.large
-    general = suite.general_domain
-    names = [general] if c.train_on == "general" else suite.names
+    names = _train_domains(config, suite)
     X, y = suite.pooled("train", names)
     X_val, y_val = suite.pooled("val", names)
     # A suite may supply arguments a config cannot hold (the amazon suite's vocabulary); the config wins.
@@ -172,14 +260,24 @@ def _train_large(config: ExperimentConfig, suite: DomainSuite, seed: int, progre
     return model
 
 
-def _generation(
-    config: ExperimentConfig, full: DomainSuite, g: int, large: TorchClassifier, expert_domains: list[str],
-    seed: int, progress: Progress,
-) -> tuple[TorchClassifier, dict[str, TorchClassifier], GenerationResult]:
-    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
-    suite = field_batches(full, g, config.generations, expert_domains)
-    seconds: dict[str, float] = {}
+def _expert_domains(candidates: list[str], field: Mapping[str, Mapping[str, Any]], g: int) -> list[str]:
+    domains = [d for d in candidates if d in field and field[d]["samples"] > 0]
+    if not domains:
+        raise EmptyDataError(
+            f"generation {g}: no domain has field data yet (candidates: {candidates}); a generation needs at least "
+            "one domain's batch to spawn an expert from"
+        )
+    return domains
 
+
+def _train_generation(
+    config: ExperimentConfig, suite: DomainSuite, g: int, large: TorchClassifier, expert_domains: list[str],
+    seed: int, progress: Progress,
+) -> tuple[TorchClassifier, dict[str, TorchClassifier], FeedbackReport, dict[str, FeedbackReport], dict[str, float]]:
+    """Spawn the experts of generation ``g`` from ``large`` and feed them back: every random step
+    seeded from ``(seed, g)``, so the same inputs give the same weights."""
+    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     progress.stage(f"generation {g}: spawning {len(expert_domains)} experts")
     e = config.experts
@@ -204,24 +302,105 @@ def _generation(
         _, compare[c.strategy] = absorb(large, experts, suite, c.strategy, settings, params=c.kwargs,
                                         keep_weaker_experts=f.keep_weaker_experts)
         seconds[f"compare:{c.strategy}"] = compare[c.strategy].wall_seconds
+    return new, experts, report, compare, seconds
 
-    old_val, new_val = domain_accuracy(large, suite, "val"), domain_accuracy(new, suite, "val")
-    accepted = not f.gate or all(new_val[d] >= old_val[d] - f.tolerance for d in suite.names)
-    if not accepted:
-        worst = min(suite.names, key=lambda d: new_val[d] - old_val[d])
-        progress.stage(f"generation {g}: gate kept the previous large model ({worst}: "
-                       f"{100 * old_val[worst]:.1f}% -> {100 * new_val[worst]:.1f}% on validation)")
-        new, new_val = large, old_val
 
-    accuracy = {"large": domain_accuracy(new, suite, "test")}
+def _generation(
+    config: ExperimentConfig, full: DomainSuite, gate_data: GateData, source: FieldSource, candidates: list[str],
+    g: int, seed: int, state: _State, fingerprint: dict[str, Any], progress: Progress,
+) -> tuple[dict[str, TorchClassifier], TorchClassifier | None, GenerationResult]:
+    suite, field = collect(full, source, g, candidates)
+    expert_domains = _expert_domains(candidates, field, g)
+    old_ref = state.large
+    large = state.model(old_ref)
+    new, experts, report, compare, seconds = _train_generation(config, suite, g, large, expert_domains, seed, progress)
+
+    t0 = time.perf_counter()
+    new_ref = ServedRef(f"large g{g}", f"gen-{g:03d}/large")
+    expert_refs = {d: ServedRef(f"expert:{d} g{g}", f"gen-{g:03d}/experts/{d}") for d in expert_domains}
+    state.add(new_ref, new)
+    for d, ref in expert_refs.items():
+        state.add(ref, experts[d])
+    options = {d: [new_ref, *([expert_refs[d]] if d in expert_refs else [])] for d in suite.names}
+    needed = {(r, d) for d in suite.names for r in (old_ref, new_ref, state.served[d], *options[d])}
+    correct = {(r.label, d): np.asarray(state.model(r).predict(gate_data[d][0])) == gate_data[d][1] for r, d in needed}
+    outcome = decide(config.gate, state.served, correct, options, new_ref, old_ref, seed=_derive_seed(seed, g, 3))
+    if not outcome.advanced:  # the feedback output stays on disk as this generation's candidate
+        moved = ServedRef(new_ref.label, f"gen-{g:03d}/candidate")
+        state.add(moved, new)
+        outcome = dataclasses.replace(outcome, served={d: moved if r == new_ref else r for d, r in outcome.served.items()})
+        new_ref = moved
+    state.large = new_ref if outcome.advanced else old_ref
+    state.served = outcome.served
+    seconds["gate"] = time.perf_counter() - t0
+    if not outcome.advanced:
+        progress.stage(f"generation {g}: the previous large model goes on ({old_ref.label})")
+
+    kept = state.model(state.large)
+    accuracy = {"large": domain_accuracy(kept, suite, "test")}
     accuracy.update({f"expert:{name}": domain_accuracy(model, suite, "test") for name, model in experts.items()})
+    accuracy["served"] = {d.name: prediction_accuracy(state.model(state.served[d.name]), d.X_test, d.y_test) for d in suite}
+    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
+    lineage = {
+        "seed": seed, "generation": g, "spawn_seed": spawn_seed, "feedback_seed": feedback_seed,
+        "config_sha256": config_sha256(fingerprint),
+        "parent": {**old_ref.to_dict(), "sha256": weights_sha256(large)},
+        "strategy": config.feedback.strategy, "kwargs": dict(config.feedback.kwargs),
+        "experts": {"method": config.experts.method, "student": config.experts.student, "domains": expert_domains},
+        "field": field,
+        "candidate": {**new_ref.to_dict(), "sha256": weights_sha256(new)},
+        "large": {**state.large.to_dict(), "sha256": weights_sha256(kept)},
+        "expert_sha256": {d: weights_sha256(m) for d, m in experts.items()},
+    }
     record = GenerationResult(
-        g, accuracy, new_val, feedback=report, compare=compare, accepted=accepted,
+        g, accuracy, domain_accuracy(kept, suite, "val"), feedback=report, compare=compare, accepted=outcome.advanced,
         field_samples={name: len(suite[name].X_field) for name in expert_domains}, seconds=seconds,
+        served={d: r.to_dict() for d, r in state.served.items()}, decisions=[x.to_dict() for x in outcome.decisions],
+        lineage=lineage,
     )
-    return new, experts, record
+    return experts, None if outcome.advanced else new, record
 
 
+def reproduce_generation(
+    run_dir: str | Path, generation: int, *, suite: DomainSuite | None = None,
+    field: FieldSource | Iterable[Mapping[str, Any]] | None = None,
+) -> tuple[TorchClassifier, dict[str, TorchClassifier]]:
+    """Rerun generation ``generation`` of a seed's run folder from its parent checkpoint and lineage.
+
+    Reads the config and seed from ``run.json``, the parent large model named by the generation's
+    lineage, and the same field data (checked against the lineage's hashes); returns the feedback
+    step's large model and the experts. Their :func:`~crossfeed.cycle.weights_sha256` equal the
+    lineage's ``candidate`` and ``expert_sha256`` when the run is reproducible.
+
+    Example
+    -------
+    >>> large, experts = reproduce_generation("runs/demo/seed-0", 2)              # doctest: +SKIP
+    """
+    root = Path(run_dir)
+    if generation < 1:
+        raise ValidationError(f"generation must be >= 1 (generation 0 is trained from the config alone); got {generation}")
+    try:
+        fingerprint = json.loads((root / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{root / RUN_FILE} is missing or corrupt ({exc}); is {root} a seed's run folder?") from exc
+    if generation not in finished_generations(root):
+        raise ValidationError(f"{root} has no finished generation {generation} (finished: {finished_generations(root)})")
+    config = config_from_dict({**fingerprint["config"], "seeds": [fingerprint["seed"]]}, source=str(root / RUN_FILE))
+    seed = fingerprint["seed"]
+    lineage = load_record(root, generation)["lineage"]
+    if suite is None:
+        suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
+    candidates = config.experts.domains or [n for n in suite.names if n != suite.general_domain]
+    suite, _ = hold_out(suite, config.gate.holdout, seed)
+    source = field_source(config, suite, candidates, field)
+    collected, seen = collect(suite, source, generation, candidates)
+    check_field_lineage(lineage["field"], seen, generation, root)
+    parent = load_model(root / lineage["parent"]["path"])
+    if weights_sha256(parent) != lineage["parent"]["sha256"]:
+        raise ModelFileError(f"{root / lineage['parent']['path']} is not the parent generation {generation} started from")
+    new, experts, *_ = _train_generation(config, collected, generation, parent, lineage["experts"]["domains"], seed,
+                                         SilentProgress())
+    return new, experts
 def feedback_settings(config: ExperimentConfig, large: TorchClassifier, seed: int) -> TrainSettings:
     """The feedback step's settings: ``feedback.*`` of the config; batch size, weight decay and
     optimizer left null there are the large model's (``large.*``)."""

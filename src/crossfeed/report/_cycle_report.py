@@ -29,8 +29,10 @@ def accuracy_matrix(cycle: CycleResult) -> tuple[list[str], np.ndarray]:
     """Row labels and the (models x domains) test accuracy matrix of one seed's cycle."""
     rows = [(f"large g{g.generation}" + ("" if g.accepted else " (kept)"), g.accuracy["large"]) for g in cycle.generations]
     last = cycle.generations[-1]
+    if "served" in last.accuracy:
+        rows.append((f"served g{last.generation}", last.accuracy["served"]))
     rows += [(f"{name.replace('expert:', 'expert ')} g{last.generation}", acc)
-             for name, acc in last.accuracy.items() if name != "large"]
+             for name, acc in last.accuracy.items() if name.startswith("expert:")]
     return [r[0] for r in rows], np.array([[acc[d] for d in cycle.domains] for _, acc in rows])
 
 
