@@ -23,8 +23,8 @@ from rich.table import Table
 
 from crossfeed.data import check_suite_kwargs
 from crossfeed.exceptions import CrossfeedError, ValidationError
-from crossfeed.experiments import load_config, run_demo, run_experiment
-from crossfeed.report import accuracy_matrix
+from crossfeed.experiments import load_config, load_experiment, run_demo, run_experiment
+from crossfeed.report import accuracy_matrix, lineage_rows, write_experiment_report
 from crossfeed.spawn import spawn_command
 from crossfeed.training import resolve_device
 
@@ -221,6 +221,30 @@ def run(
         console.print(table)
     console.print(f"done in {result.seconds} s; wrote {folder / 'results.json'}, {folder / 'report.md'}, "
                   f"{folder / 'report.html'}")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="output folder of `crossfeed run` (e.g. runs/demo)"),
+    out: Path | None = typer.Option(None, "--out", help="folder for report.md / report.html (default: RUN_DIR)"),
+) -> None:
+    """Write the report of a run folder: accuracy over generations, gate decisions, lineage (also of a stopped run)."""
+    try:
+        result = load_experiment(run_dir)
+        folder = out if out is not None else run_dir
+        _check_out_folder(folder, "--out")
+        paths = write_experiment_report(result, folder)
+    except CrossfeedError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for cycle in result.cycles:
+        table = Table(title=f"lineage, seed {cycle.seed}")
+        for col in ["generation", "parent", "strategy", "field data", "large model", "gate"]:
+            table.add_column(col)
+        for row in lineage_rows(cycle):
+            table.add_row(*(row[:3] + row[4:]))
+        console.print(table)
+    console.print(f"wrote {paths['md']}, {paths['html']}")
 
 
 def main() -> None:  # pragma: no cover

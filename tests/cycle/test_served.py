@@ -197,3 +197,26 @@ def test_results_hold_the_gate_decisions_as_json(run):
     decisions = data["generations"][1]["decisions"]
     assert decisions and {"domain", "candidate", "reference", "p_value", "p_adjusted", "passed", "chosen"} <= set(decisions[0])
     assert data["margin"] == 0.02
+
+
+def test_crossfeed_report_shows_lineage_decisions_and_served_accuracy_also_of_a_stopped_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from crossfeed.cli import app
+    from crossfeed.experiments import run_experiment
+
+    out = tmp_path / "run"
+    run_experiment(config_from_dict({**BASE, "generations": 1}), out)
+    (out / "results.json").unlink()  # as if the run had been stopped before writing it
+    for name in ("report.md", "report.html"):
+        (out / name).unlink()
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    for title in ("Served model of each domain", "Gate decisions (seed 0", "Lineage (seed 0)",
+                  "Which model serves each domain", "margin 2 points"):
+        assert title in md
+    assert (out / "served.png").stat().st_size > 1000
+    assert "lineage, seed 0" in res.output
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "empty")])
+    assert bad.exit_code == 2 and "neither results.json nor config.yaml" in bad.output

@@ -177,7 +177,7 @@ def run_cycle(
             state.add(ref, large)
             state.large, state.served = ref, {d: ref for d in suite.names}
             X, y = _train_data(config, suite)
-            lineage = {"seed": seed, "generation": 0, "config_sha256": config_sha256(fingerprint),
+            lineage = {"seed": seed, "generation": 0, "config_sha256": config_sha256(fingerprint), "general_domain": general,
                        "train": {"domains": _train_domains(config, suite), "samples": len(X), "sha256": data_sha256(X, y)},
                        "large": {**ref.to_dict(), "sha256": weights_sha256(large)}}
             record = GenerationResult(

@@ -15,7 +15,7 @@ from crossfeed.config import (
 )
 from crossfeed.cycle import ExperimentResult
 from crossfeed.experiments._demo import run_demo
-from crossfeed.experiments._runner import run_experiment
+from crossfeed.experiments._runner import load_experiment, run_experiment
 from crossfeed.report import DemoResult
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "load_experiment",
     "run_demo",
     "run_experiment",
     "save_config",

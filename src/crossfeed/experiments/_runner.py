@@ -18,11 +18,11 @@ from pathlib import Path
 from crossfeed._cache import atomic_write_bytes
 from crossfeed._progress import Progress, SilentProgress
 from crossfeed.config import ExperimentConfig, config_diff, load_config, save_config
-from crossfeed.cycle import ExperimentResult, run_cycle
+from crossfeed.cycle import CycleResult, ExperimentResult, GenerationResult, run_cycle
 from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.report import write_experiment_report
 
-__all__ = ["ExperimentResult", "run_experiment"]
+__all__ = ["ExperimentResult", "load_experiment", "run_experiment"]
 
 
 def run_experiment(
@@ -50,6 +50,45 @@ def run_experiment(
         atomic_write_bytes(root / "results.json", json.dumps(result.to_dict(), indent=2).encode())
         write_experiment_report(result, root)
     return result
+
+
+def load_experiment(run_dir: str | Path) -> ExperimentResult:
+    """The results of a ``crossfeed run`` folder: ``results.json``, or, for a run that was stopped
+    before writing it, the finished generations of each seed's checkpoints.
+
+    Example
+    -------
+    >>> result = load_experiment("runs/demo")                       # doctest: +SKIP
+    >>> result.cycles[0].generations[-1].lineage["parent"]          # doctest: +SKIP
+    """
+    root = Path(run_dir)
+    results = root / "results.json"
+    if results.is_file():
+        try:
+            return ExperimentResult.from_dict(json.loads(results.read_text()), out=root)
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValidationError(f"{results} is not a crossfeed run's results ({exc}); rerun the config to rebuild it") from exc
+    if not (root / "config.yaml").is_file():
+        raise ValidationError(
+            f"{root} holds neither results.json nor config.yaml; pass the output folder of `crossfeed run CONFIG` "
+            "(default runs/<config name>)"
+        )
+    from crossfeed.cycle._checkpoint import finished_generations, load_record
+
+    config = load_config(root / "config.yaml")
+    cycles = []
+    for seed in config.seeds:
+        seed_dir = root / f"seed-{seed}"
+        done = finished_generations(seed_dir) if seed_dir.is_dir() else []
+        if not done:
+            continue
+        records = [GenerationResult.from_dict(load_record(seed_dir, g)) for g in done]
+        domains = list(records[0].accuracy["large"])
+        general = records[0].lineage.get("general_domain", domains[0])
+        cycles.append(CycleResult(seed, domains, general, records, margin=config.gate.margin))
+    if not cycles:
+        raise ValidationError(f"{root} holds no finished generation yet; wait for generation 0 or rerun the config")
+    return ExperimentResult(config, cycles, root, 0.0)
 
 
 def _claim(root: Path, config: ExperimentConfig) -> None:

@@ -5,7 +5,10 @@ from crossfeed.report._cycle_report import (
     accuracy_matrix,
     cycle_images,
     cycle_tables,
+    decision_rows,
     heatmap_png,
+    lineage_rows,
+    served_png,
     write_experiment_report,
 )
 from crossfeed.report._demo_report import (
@@ -23,9 +26,12 @@ __all__ = [
     "accuracy_matrix",
     "cycle_images",
     "cycle_tables",
+    "decision_rows",
     "heatmap_png",
+    "lineage_rows",
     "render_html",
     "render_markdown",
+    "served_png",
     "write_demo_report",
     "write_experiment_report",
 ]

@@ -4,7 +4,11 @@
   one, columns the domains, cells the test accuracy;
 - a bar chart of absorption per domain per strategy (last generation, median over seeds, whiskers
   at min and max);
-- tables of the same numbers, and of each feedback step (strategy, forgetting, seconds, gate).
+- the served accuracy of each domain over generations (what users get: the model the gate chose
+  for the domain), median over seeds with the min-max band, the large model dashed beside it;
+- tables of the same numbers, of each feedback step (strategy, forgetting, seconds, gate), of
+  every gate decision (candidate, reference, gate accuracies, p-values, chosen) and of the lineage
+  of every generation (parent, strategy, experts, field data with hashes, weights hash).
 """
 
 from __future__ import annotations
@@ -75,6 +79,70 @@ def absorption_png(absorption: dict[str, dict[str, dict[str, float]]], domains: 
     return png_bytes(fig)
 
 
+def served_png(result: ExperimentResult) -> bytes:
+    """Served test accuracy per domain over generations (median, min-max band over seeds); the
+    large model dashed in the same colour."""
+    cycles = result.cycles
+    domains = cycles[0].domains
+    served = np.stack([c.served_matrix() for c in cycles])  # seeds x generations x domains
+    large = np.stack([c.large_matrix() for c in cycles])
+    gens = np.arange(served.shape[1])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for j, d in enumerate(domains):
+        line, = ax.plot(gens, 100 * np.median(served[:, :, j], axis=0), marker="o", label=f"{d} (served)")
+        ax.fill_between(gens, 100 * served[:, :, j].min(axis=0), 100 * served[:, :, j].max(axis=0),
+                        color=line.get_color(), alpha=0.15, lw=0)
+        ax.plot(gens, 100 * np.median(large[:, :, j], axis=0), ls="--", lw=1, color=line.get_color())
+    ax.set_xticks(gens, [f"g{g}" for g in gens])
+    ax.set_xlabel("generation")
+    ax.set_ylabel("test accuracy %")
+    margin = cycles[0].margin
+    ax.set_title(f"served accuracy per domain (solid; dashed: large model), gate margin {100 * margin:g} points")
+    ax.legend(fontsize=7, ncol=2)
+    return png_bytes(fig)
+
+
+def _short(h: str | None) -> str:
+    return "–" if not h else h[:10]
+
+
+def lineage_rows(cycle: CycleResult) -> list[list[str]]:
+    """One row per generation: parent, strategy, experts, field data, the large model that goes on."""
+    rows = []
+    for g in cycle.generations:
+        lin = g.lineage
+        if not lin:
+            continue
+        if g.generation == 0:
+            train = lin.get("train", {})
+            rows.append(["g0", "–", "train large", f"trained on {', '.join(train.get('domains', []))}",
+                         f"train: {train.get('samples', '?')} samples, sha {_short(train.get('sha256'))}",
+                         f"{lin['large']['label']} ({_short(lin['large']['sha256'])})", "–"])
+            continue
+        field = "; ".join(f"{d}: {v['samples']} (joined g{v['joined']}, sha {_short(v['sha256'])})"
+                          for d, v in lin.get("field", {}).items())
+        experts = lin.get("experts", {})
+        rows.append([f"g{g.generation}", f"{lin['parent']['label']} ({_short(lin['parent']['sha256'])})",
+                     f"{lin['strategy']} {lin.get('kwargs') or ''}".strip(),
+                     f"{experts.get('method')} {experts.get('student') if experts.get('method') == 'distill' else ''}: "
+                     f"{', '.join(experts.get('domains', []))}",
+                     field, f"{lin['large']['label']} ({_short(lin['large']['sha256'])})",
+                     "advanced" if g.accepted else "kept previous"])
+    return rows
+
+
+def decision_rows(cycle: CycleResult) -> list[list[str]]:
+    """Every gate test of every generation."""
+    def p(x: float | None) -> str:
+        return "–" if x is None else f"{x:.3g}"
+
+    return [[f"g{g.generation}", x["purpose"], x["domain"], x["candidate"], x["reference"],
+             _pct(x["accuracy_candidate"]), _pct(x["accuracy_reference"]), p(x["p_value"]), p(x["p_adjusted"]),
+             "yes" if x["passed"] else "no", "serves" if x["chosen"] else ""]
+            for g in cycle.generations for x in g.decisions]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -92,6 +160,10 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
     over = f", median [min, max] over {n_seeds} seeds" if n_seeds > 1 else ""
     large_rows = [[gen, *(_spread(row[d]) for d in domains)] for gen, row in summary["large_accuracy"].items()]
     tables = [(f"Large model, test accuracy % per generation{over}", ["generation", *domains], large_rows)]
+    if "served_accuracy" in summary:
+        served_rows = [[gen, *(_spread(row[d]) for d in domains)] for gen, row in summary["served_accuracy"].items()]
+        tables.insert(0, (f"Served model of each domain, test accuracy % per generation{over}",
+                          ["generation", *domains], served_rows))
     absorption = summary["absorption_last_generation"]
     if absorption:
         rows = [[s, *(_spread(v[d], 1.0) if d in v else "–" for d in domains)] for s, v in absorption.items()]
@@ -109,6 +181,19 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
         if steps:
             tables.append((f"Feedback steps (seed {cycle.seed})",
                            ["generation", "strategy", "forgetting on general (points)", "seconds", "gate"], steps))
+        served = [[f"g{g.generation}", *(g.served.get(d, {}).get("label", "–") for d in domains)]
+                  for g in cycle.generations if g.served]
+        if served:
+            tables.append((f"Which model serves each domain (seed {cycle.seed})", ["generation", *domains], served))
+        decisions = decision_rows(cycle)
+        if decisions:
+            tables.append((f"Gate decisions (seed {cycle.seed}; accuracies % on the gate's held-out data)",
+                           ["generation", "purpose", "domain", "candidate", "reference", "candidate %", "reference %",
+                            "p", "p adjusted", "passed", "chosen"], decisions))
+        lineage = lineage_rows(cycle)
+        if lineage:
+            tables.append((f"Lineage (seed {cycle.seed})",
+                           ["generation", "parent", "strategy", "experts", "field data", "large model", "gate"], lineage))
     return tables
 
 
@@ -116,6 +201,8 @@ def cycle_images(result: ExperimentResult) -> dict[str, bytes]:
     """The report's images of a run's cycles: file name -> PNG."""
     summary = result.summary()
     images: dict[str, bytes] = {f"heatmap_seed{c.seed}.png": heatmap_png(c) for c in result.cycles}
+    if len(result.cycles[0].generations) > 1:
+        images["served.png"] = served_png(result)
     if summary["absorption_last_generation"]:
         shifted = [d for d in summary["domains"] if d != summary["general_domain"]]
         images["absorption.png"] = absorption_png(summary["absorption_last_generation"], shifted)
@@ -133,10 +220,18 @@ def write_experiment_report(result: ExperimentResult, out_dir: str | Path) -> di
     summary = result.summary()
     images, tables = cycle_images(result), cycle_tables(result)
     c = result.config
+    g = c.gate
+    falls = summary.get("served_falls_beyond_margin", [])
+    promise = (f"Gate: {g.test} test, margin {100 * g.margin:g} points, confidence {g.confidence:g} "
+               f"({g.correction} correction over domains and candidates), {'per-domain routing' if g.route else 'one model for all domains'}, "
+               f"{g.holdout:g} of each validation split held out for it. Served accuracy fell by more than the margin "
+               f"from one generation to the next {len(falls)} time(s)" + (": " + ", ".join(
+                   f"seed {f['seed']} g{f['generation']} {f['domain']} {f['points']:+.2f}" for f in falls) if falls else "")
+               + ".")
     head = (f"suite {c.suite.name}, large {c.large.module} {c.large.module_kwargs}, experts {c.experts.student}, "
             f"feedback {c.feedback.strategy}, {c.generations} generations, seeds {c.seeds}, {result.seconds} s. "
             f"Large model never fell from one generation to the next on any domain: "
-            f"{'yes' if summary['never_falls'] else 'no'}.")
+            f"{'yes' if summary['never_falls'] else 'no'}. {promise}")
     md = [f"# crossfeed run — {c.name}", "", head, ""] + [f"![{n}]({n})" for n in images] + [""]
     for table in tables:
         md += markdown_table(*table)
