@@ -31,12 +31,6 @@ from crossfeed.config import config_from_dict
 from crossfeed.experiments import config_to_dict, load_config, run_experiment
 
 
-def _falls(matrix: np.ndarray, seed: int, domains: list[str], margin: float = 0.0) -> list[dict]:
-    return [{"seed": seed, "generation": g, "domain": d, "points": 100 * float(matrix[g, j] - matrix[g - 1, j])}
-            for g in range(1, matrix.shape[0]) for j, d in enumerate(domains)
-            if matrix[g, j] < matrix[g - 1, j] - margin - 1e-12]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
@@ -63,9 +57,9 @@ def main() -> None:
     margin = config.gate.margin
     falls, served_falls, served_beyond, switches = [], [], [], []
     for cycle in result.cycles:
-        falls += _falls(cycle.large_matrix(), cycle.seed, cycle.domains)
-        served_falls += _falls(cycle.served_matrix(), cycle.seed, cycle.domains)
-        served_beyond += _falls(cycle.served_matrix(), cycle.seed, cycle.domains, margin)
+        falls += cycle.falls("large", margin=0.0)
+        served_falls += cycle.falls("served", margin=0.0)
+        served_beyond += cycle.falls("served", margin=margin)
         for g in cycle.generations[1:]:
             switches += [{"seed": cycle.seed, "generation": g.generation, "domain": x["domain"], "to": x["candidate"],
                           "from": x["reference"], "p_adjusted": x["p_adjusted"]} for x in g.decisions if x["chosen"]]

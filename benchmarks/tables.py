@@ -141,7 +141,7 @@ def cycle(name: str = "merge") -> str:
     lines = [f"`{data['config_file'].removeprefix('../')}`: strategy {c['feedback']['strategy']} {c['feedback']['kwargs']}, experts "
              f"{c['experts']['method']} ({c['experts']['student'] if c['experts']['method'] == 'distill' else 'copies of the large model'}), "
              f"{c['generations']} generations, seeds {c['seeds']}, gate tolerance "
-             f"{100 * c['feedback']['tolerance']:.0f} points; {data['seconds']} s on {m['cpu']}, {m['cpu_count']} cores, "
+             f"{100 * (c['feedback'].get('tolerance') or c.get('gate', {}).get('margin', 0)):.0f} points; {data['seconds']} s on {m['cpu']}, {m['cpu_count']} cores, "
              f"commit {m['commit']}. Large model's test accuracy %, per seed and generation (kept: the gate refused the new model):", "",
              "| seed | generation | " + " | ".join(data["summary"]["domains"]) + " |",
              "|---|---|" + "---|" * len(data["summary"]["domains"])]
@@ -155,6 +155,43 @@ def cycle(name: str = "merge") -> str:
               + ("" if not falls else " (" + "; ".join(f"seed {f['seed']} g{f['generation']} {f['domain']} {f['points']:+.1f}"
                                                      for f in falls) + ")")]
     return "\n".join(lines)
+
+
+def cycle_served(names: tuple[str, ...] = ("merge", "fashion", "amazon", "movielens")) -> str:
+    """The cycle's promise on every suite: falls of served per-domain accuracy, and what it gained."""
+    def spread(rows: dict, g: int) -> str:
+        v = sorted(100 * r[g] for r in rows.values())
+        return f"{v[len(v) // 2]:.1f} [{v[0]:.1f}, {v[-1]:.1f}]"
+
+    lines = ["| config | suite | seeds x generations x domains | served falls > margin | served falls (any) | "
+             "large-model falls (any) | mean shifted, served: g0 -> last | mean shifted, large model: g0 -> last | "
+             "switches | large model went on | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for name in names:
+        path = RESULTS / f"cycle-served-{name}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        c, m = data["config"], data["machine"]
+        n_dom = len(data["summary"]["domains"])
+        steps = f"{len(c['seeds'])} x {c['generations']} x {n_dom}"
+        last = c["generations"]
+        went_on = sum(sum(v) for v in data["accepted"].values())
+        total = sum(len(v) for v in data["accepted"].values())
+        lines.append(
+            f"| `{data['config_file'].removeprefix('../')}` | {c['suite']['name']} | {steps} | "
+            f"{len(data['served_falls_beyond_margin'])} | {len(data['served_falls'])} | {len(data['falls'])} | "
+            f"{spread(data['mean_shifted_served_accuracy'], 0)} -> {spread(data['mean_shifted_served_accuracy'], last)} | "
+            f"{spread(data['mean_shifted_large_accuracy'], 0)} -> {spread(data['mean_shifted_large_accuracy'], last)} | "
+            f"{len(data['switches'])} | {went_on} of {total} | {data['seconds']} |")
+        notes.append(f"{name}: commit {m['commit']}")
+    g = json.loads((RESULTS / f"cycle-served-{names[0]}.json").read_text())["config"]["gate"]
+    head = (f"Gate: {g['test']} test, margin {100 * g['margin']:g} points, confidence {g['confidence']:g}, "
+            f"{g['correction']} correction, holdout {g['holdout']:g} of each validation split, routing "
+            f"{'on' if g['route'] else 'off'}, advance {g['advance']!r}. Medians [min, max] over seeds; "
+            f"{m['cpu']}, one thread per run ({'; '.join(notes)}).")
+    return head + "\n\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -137,9 +137,15 @@ def decision_rows(cycle: CycleResult) -> list[list[str]]:
     def p(x: float | None) -> str:
         return "–" if x is None else f"{x:.3g}"
 
+    def interval(x: dict) -> str:
+        diff = 100 * (x["accuracy_candidate"] - x["accuracy_reference"])
+        if x["lower"] is None:
+            return f"{diff:+.2f}"
+        return f"{diff:+.2f} [{100 * x['lower']:+.2f}, {100 * x['upper']:+.2f}]"
+
     return [[f"g{g.generation}", x["purpose"], x["domain"], x["candidate"], x["reference"],
-             _pct(x["accuracy_candidate"]), _pct(x["accuracy_reference"]), p(x["p_value"]), p(x["p_adjusted"]),
-             "yes" if x["passed"] else "no", "serves" if x["chosen"] else ""]
+             _pct(x["accuracy_candidate"]), _pct(x["accuracy_reference"]), interval(x), p(x["p_value"]),
+             p(x["p_adjusted"]), "yes" if x["passed"] else "no", "serves" if x["chosen"] else ""]
             for g in cycle.generations for x in g.decisions]
 
 
@@ -189,7 +195,8 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
         if decisions:
             tables.append((f"Gate decisions (seed {cycle.seed}; accuracies % on the gate's held-out data)",
                            ["generation", "purpose", "domain", "candidate", "reference", "candidate %", "reference %",
-                            "p", "p adjusted", "passed", "chosen"], decisions))
+                            "difference, points [interval at the gate's confidence]", "p", "p adjusted", "passed",
+                            "chosen"], decisions))
         lineage = lineage_rows(cycle)
         if lineage:
             tables.append((f"Lineage (seed {cycle.seed})",
