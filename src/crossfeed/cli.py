@@ -212,6 +212,16 @@ def run(
     for gen, row in summary["large_accuracy"].items():
         table.add_row(gen, *(f"{100 * row[d]['median']:.2f}" for d in domains))
     console.print(table)
+    table = Table(title=f"served model of each domain, test accuracy % per generation (gate: {cfg.gate.test}, "
+                        f"margin {100 * cfg.gate.margin:g} points, confidence {cfg.gate.confidence:g})")
+    for col in ["generation", *domains]:
+        table.add_column(col, justify="left" if col == "generation" else "right")
+    for gen, row in summary["served_accuracy"].items():
+        table.add_row(gen, *(f"{100 * row[d]['median']:.2f}" for d in domains))
+    console.print(table)
+    falls = summary["served_falls_beyond_margin"]
+    console.print(f"served accuracy fell by more than the margin {len(falls)} time(s)"
+                  + "".join(f"; seed {f['seed']} g{f['generation']} {f['domain']} {f['points']:+.2f}" for f in falls))
     if summary["absorption_last_generation"]:
         table = Table(title="absorption per domain, last generation (median over seeds)")
         for col in ["strategy", *domains]:

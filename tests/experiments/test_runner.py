@@ -47,6 +47,7 @@ def test_cli_run_and_its_errors(tmp_path):
     res = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "gen-1" in res.output and "absorption" in res.output
+    assert "served model of each domain" in res.output and "fell by more than the margin" in res.output
     again = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out")])  # resumes: nothing to do
     assert again.exit_code == 0 and "resuming after generation 1" in again.output
     refused = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"), "--no-resume"])

@@ -27,7 +27,8 @@ class GenerationResult:
     ----------
     generation : 0 for the initial large model, then 1, 2, ...
     accuracy : model name -> domain -> test accuracy; models are ``"large"`` and ``"expert:<domain>"``.
-    val_accuracy : domain -> validation accuracy of this generation's large model (what the gate reads).
+    val_accuracy : domain -> validation accuracy of the large model that goes on (on the part of the
+        validation split training sees; the gate reads its own held-out part, see ``decisions``).
     feedback : the feedback step's :class:`~crossfeed.feedback.FeedbackReport` (``None`` in generation 0).
     compare : strategy name -> the report of each comparison strategy.
     accepted : False when the gate kept the previous large model.
