@@ -16,7 +16,6 @@ from crossfeed.cycle import field_batches, run_cycle
 from crossfeed.cycle._checkpoint import finished_generations
 from crossfeed.exceptions import EmptyDataError, ValidationError
 from crossfeed.experiments import config_from_dict
-from crossfeed.feedback import STRATEGIES, FeedbackStrategy, TrainingData
 
 TINY = {
     "name": "tiny",
@@ -120,24 +119,8 @@ def test_resume_refuses_another_config_or_an_existing_run(uninterrupted, tmp_pat
     assert record["generation"] == 1
 
 
-class _Sabotage(FeedbackStrategy):
-    """Trains the large model on shuffled labels: the gate must refuse the result."""
-
-    def prepare(self, ctx):
-        general = ctx.suite[ctx.suite.meta["general_domain"]]
-        y = np.random.default_rng(0).permutation(general.y_train)
-        return TrainingData(general.X_train.reshape(len(y), -1), y)
-
-
-@pytest.fixture
-def sabotage():
-    STRATEGIES.add("_test_sabotage", _Sabotage)
-    yield "_test_sabotage"
-    STRATEGIES.remove("_test_sabotage")
-
-
 def test_gate_keeps_the_previous_large_model_when_feedback_hurts(sabotage):
-    harmful = {**TINY, "generations": 1, "feedback": {"strategy": "_test_sabotage", "epochs": 6, "lr": 0.01},
+    harmful = {**TINY, "generations": 1, "feedback": {"strategy": sabotage, "epochs": 6, "lr": 0.01},
                "gate": {"test": "tolerance", "margin": 0.02, "route": False, "holdout": 0.0, "advance": "all"}}
     gated = run_cycle(config_from_dict(harmful), seed=0)
     ungated = run_cycle(config_from_dict({**harmful, "gate": {**harmful["gate"], "test": "none"}}), seed=0)

@@ -19,7 +19,6 @@ from crossfeed.cycle._checkpoint import finished_generations
 from crossfeed.evaluate import prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, ValidationError
 from crossfeed.experiments import config_from_dict
-from crossfeed.feedback import STRATEGIES, FeedbackStrategy, TrainingData
 from crossfeed.models import load_model
 
 BASE = {
@@ -32,22 +31,6 @@ BASE = {
     "generations": 2,
 }
 NO_GATE = {"test": "none", "route": False, "holdout": 0.0, "advance": "all"}
-
-
-class _Sabotage(FeedbackStrategy):
-    """Trains the large model on shuffled labels: a feedback step that destroys it."""
-
-    def prepare(self, ctx):
-        general = ctx.suite[ctx.suite.meta["general_domain"]]
-        y = np.random.default_rng(0).permutation(general.y_train)
-        return TrainingData(general.X_train.reshape(len(y), -1), y)
-
-
-@pytest.fixture
-def sabotage():
-    STRATEGIES.add("_test_sabotage_served", _Sabotage)
-    yield "_test_sabotage_served"
-    STRATEGIES.remove("_test_sabotage_served")
 
 
 @pytest.fixture(scope="module")
