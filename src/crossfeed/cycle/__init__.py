@@ -10,10 +10,11 @@
   gate's decisions and the lineage of each generation; :class:`ExperimentResult`: every seed.
 - field data that keeps arriving: :class:`FolderField`, :class:`IterableField`,
   :class:`SuiteField` (:func:`field_batches`: the suite's split as a generation sees it).
-- :func:`reproduce_generation` reruns a generation from its lineage; :func:`weights_sha256`.
+- :func:`reproduce_generation` reruns a generation from its lineage; :func:`weights_sha256`;
+  :func:`load_cycle` reads a seed's finished generations back.
 """
 
-from crossfeed.cycle._cycle import field_batches, reproduce_generation, run_cycle
+from crossfeed.cycle._cycle import field_batches, load_cycle, reproduce_generation, run_cycle
 from crossfeed.cycle._field import FieldBatch, FolderField, IterableField, SuiteField, data_sha256
 from crossfeed.cycle._gate import Decision, GateOutcome, ServedRef, decide
 from crossfeed.cycle._lineage import weights_sha256
@@ -35,6 +36,7 @@ __all__ = [
     "data_sha256",
     "decide",
     "field_batches",
+    "load_cycle",
     "load_served",
     "reproduce_generation",
     "run_cycle",

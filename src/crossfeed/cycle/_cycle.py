@@ -59,7 +59,7 @@ from crossfeed.feedback import FeedbackReport, TrainSettings, absorb
 from crossfeed.models import TorchClassifier, load_model
 from crossfeed.spawn import finetune, spawn_experts
 
-__all__ = ["CycleResult", "GenerationResult", "field_batches", "reproduce_generation", "run_cycle"]
+__all__ = ["CycleResult", "GenerationResult", "field_batches", "load_cycle", "reproduce_generation", "run_cycle"]
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +359,23 @@ def _generation(
         lineage=lineage,
     )
     return experts, None if outcome.advanced else new, record
+
+
+def load_cycle(run_dir: str | Path) -> CycleResult | None:
+    """The finished generations of a seed's run folder as a :class:`CycleResult` (None if none finished)."""
+    root = Path(run_dir)
+    done = finished_generations(root) if root.is_dir() else []
+    if not done:
+        return None
+    try:
+        fingerprint = json.loads((root / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{root / RUN_FILE} is missing or corrupt ({exc}); is {root} a seed's run folder?") from exc
+    records = [GenerationResult.from_dict(load_record(root, g)) for g in done]
+    domains = list(records[0].accuracy["large"])
+    general = records[0].lineage.get("general_domain", domains[0])
+    margin = fingerprint["config"].get("gate", {}).get("margin", 0.0)
+    return CycleResult(fingerprint["seed"], domains, general, records, margin=margin)
 
 
 def reproduce_generation(

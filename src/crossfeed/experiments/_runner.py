@@ -18,7 +18,7 @@ from pathlib import Path
 from crossfeed._cache import atomic_write_bytes
 from crossfeed._progress import Progress, SilentProgress
 from crossfeed.config import ExperimentConfig, config_diff, load_config, save_config
-from crossfeed.cycle import CycleResult, ExperimentResult, GenerationResult, run_cycle
+from crossfeed.cycle import ExperimentResult, load_cycle, run_cycle
 from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.report import write_experiment_report
 
@@ -73,19 +73,8 @@ def load_experiment(run_dir: str | Path) -> ExperimentResult:
             f"{root} holds neither results.json nor config.yaml; pass the output folder of `crossfeed run CONFIG` "
             "(default runs/<config name>)"
         )
-    from crossfeed.cycle._checkpoint import finished_generations, load_record
-
     config = load_config(root / "config.yaml")
-    cycles = []
-    for seed in config.seeds:
-        seed_dir = root / f"seed-{seed}"
-        done = finished_generations(seed_dir) if seed_dir.is_dir() else []
-        if not done:
-            continue
-        records = [GenerationResult.from_dict(load_record(seed_dir, g)) for g in done]
-        domains = list(records[0].accuracy["large"])
-        general = records[0].lineage.get("general_domain", domains[0])
-        cycles.append(CycleResult(seed, domains, general, records, margin=config.gate.margin))
+    cycles = [c for seed in config.seeds if (c := load_cycle(root / f"seed-{seed}")) is not None]
     if not cycles:
         raise ValidationError(f"{root} holds no finished generation yet; wait for generation 0 or rerun the config")
     return ExperimentResult(config, cycles, root, 0.0)
