@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -159,9 +160,9 @@ def cycle(name: str = "merge") -> str:
 
 def cycle_served(names: tuple[str, ...] = ("merge", "fashion", "amazon", "movielens")) -> str:
     """The cycle's promise on every suite: falls of served per-domain accuracy, and what it gained."""
-    def spread(rows: dict, g: int) -> str:
-        v = sorted(100 * r[g] for r in rows.values())
-        return f"{v[len(v) // 2]:.1f} [{v[0]:.1f}, {v[-1]:.1f}]"
+    def spread(rows: dict, g: int) -> str:  # accuracies cut (never rounded up) to 0.01 point
+        v = sorted(math.floor(10000 * r[g] + 1e-6) / 100 for r in rows.values())
+        return f"{v[len(v) // 2]:.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
 
     lines = ["| config | suite | seeds x generations x domains | served falls > margin | served falls (any) | "
              "large-model falls (any) | mean shifted, served: g0 -> last | mean shifted, large model: g0 -> last | "
