@@ -203,3 +203,15 @@ def test_crossfeed_report_shows_lineage_decisions_and_served_accuracy_also_of_a_
     assert "lineage, seed 0" in res.output
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "empty")])
     assert bad.exit_code == 2 and "neither results.json nor config.yaml" in bad.output
+
+
+def test_the_gate_holdout_is_stratified_and_refuses_a_share_that_leaves_nothing(small_suite):
+    from crossfeed.cycle._cycle import hold_out
+
+    trained, gate = hold_out(small_suite, 0.5, seed=0)
+    for d in small_suite:
+        X_gate, y_gate = gate[d.name]
+        assert len(X_gate) + len(trained[d.name].X_val) == len(d.X_val)
+        assert set(np.unique(y_gate)) == set(np.unique(d.y_val))  # every class on both sides
+    with pytest.raises(EmptyDataError, match="none for training"):
+        hold_out(small_suite, 0.999, seed=0)

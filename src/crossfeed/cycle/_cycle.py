@@ -95,8 +95,8 @@ def hold_out(suite: DomainSuite, share: float, seed: int) -> tuple[DomainSuite, 
         if held.all() or not held.any():
             raise EmptyDataError(
                 f"domain {d.name!r}: gate.holdout {share} of its {len(d.y_val)} validation samples leaves "
-                f"{'no' if held.all() else 'none for the gate'} ; choose a share between those extremes or give it "
-                "more validation data"
+                f"{'none for training' if held.all() else 'none for the gate'}; choose a share between those "
+                "extremes or give the domain more validation data"
             )
         gate[d.name] = (d.X_val[held], d.y_val[held])
         domains.append(dataclasses.replace(d, X_val=d.X_val[~held], y_val=d.y_val[~held]))
