@@ -30,7 +30,6 @@ __all__ = ["lambda_grid", "pareto_front", "route", "routing_outcomes", "stacked_
 N_LAMBDAS = 100
 #: Element budget of one vectorised evaluation chunk (points x members x samples).
 _CHUNK_ELEMENTS = 4_000_000
-_TOL = 1e-12
 
 
 def route(p_right: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:

@@ -124,6 +124,14 @@ def load_record(root: Path, generation: int) -> dict[str, Any]:
         raise ModelFileError(f"{path} is missing or corrupt ({exc}); delete {path.parent} to recompute it") from exc
 
 
+def read_fingerprint(root: Path) -> dict[str, Any]:
+    """The run's ``run.json``: its config (without name, seeds, device) and seed."""
+    try:
+        return json.loads((root / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{root / RUN_FILE} is missing or corrupt ({exc}); is {root} a seed's run folder?") from exc
+
+
 def load_large(root: Path, generation: int) -> TorchClassifier:
     """The large model of a finished generation (the experts stay on disk for inspection)."""
     return load_model(generation_dir(root, generation) / "large")

@@ -29,7 +29,6 @@ of an uninterrupted one, and :func:`reproduce_generation` rebuilds any generatio
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -46,6 +45,7 @@ from crossfeed.cycle._checkpoint import (
     load_large,
     load_record,
     prepare_run_dir,
+    read_fingerprint,
     save_generation,
 )
 from crossfeed.cycle._field import FieldSource, SuiteField, collect, data_sha256, field_source
@@ -144,7 +144,7 @@ def run_cycle(
         progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
     general = suite.general_domain
-    candidates = config.experts.domains or [n for n in suite.names if n != general]
+    candidates = _candidate_domains(config, suite)
     for name in candidates:
         suite[name]  # unknown names raise with the list of domains
     suite, gate_data = hold_out(suite, config.gate.holdout, seed)
@@ -180,8 +180,9 @@ def run_cycle(
             lineage = {"seed": seed, "generation": 0, "config_sha256": config_sha256(fingerprint), "general_domain": general,
                        "train": {"domains": _train_domains(config, suite), "samples": len(X), "sha256": data_sha256(X, y)},
                        "large": {**ref.to_dict(), "sha256": weights_sha256(large)}}
+            test_accuracy = domain_accuracy(large, suite, "test")
             record = GenerationResult(
-                0, {"large": domain_accuracy(large, suite, "test"), "served": domain_accuracy(large, suite, "test")},
+                0, {"large": test_accuracy, "served": dict(test_accuracy)},
                 domain_accuracy(large, suite, "val"), seconds={"train_large": time.perf_counter() - t0},
                 served={d: ref.to_dict() for d in suite.names}, lineage=lineage)
             experts: dict[str, TorchClassifier] = {}
@@ -235,6 +236,11 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     return {"config": data, "seed": seed}
 
 
+def _candidate_domains(config: ExperimentConfig, suite: DomainSuite) -> list[str]:
+    """The domains that may get an expert: ``experts.domains``, or every domain but the general one."""
+    return config.experts.domains or [n for n in suite.names if n != suite.general_domain]
+
+
 def _train_domains(config: ExperimentConfig, suite: DomainSuite) -> list[str]:
     return [suite.general_domain] if config.large.train_on == "general" else suite.names
 
@@ -276,7 +282,7 @@ def _train_generation(
 ) -> tuple[TorchClassifier, dict[str, TorchClassifier], FeedbackReport, dict[str, FeedbackReport], dict[str, float]]:
     """Spawn the experts of generation ``g`` from ``large`` and feed them back: every random step
     seeded from ``(seed, g)``, so the same inputs give the same weights."""
-    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
+    spawn_seed, feedback_seed = _step_seeds(seed, g)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     progress.stage(f"generation {g}: spawning {len(expert_domains)} experts")
@@ -339,8 +345,15 @@ def _generation(
     kept = state.model(state.large)
     accuracy = {"large": domain_accuracy(kept, suite, "test")}
     accuracy.update({f"expert:{name}": domain_accuracy(model, suite, "test") for name, model in experts.items()})
-    accuracy["served"] = {d.name: prediction_accuracy(state.model(state.served[d.name]), d.X_test, d.y_test) for d in suite}
-    spawn_seed, feedback_seed = (_derive_seed(seed, g, role) for role in (1, 2))
+    measured = {state.large.label: accuracy["large"],
+                **{expert_refs[name].label: accuracy[f"expert:{name}"] for name in experts}}
+    accuracy["served"] = {
+        d.name: measured[ref.label][d.name] if ref.label in measured
+        else prediction_accuracy(state.model(ref), d.X_test, d.y_test)
+        for d in suite for ref in [state.served[d.name]]
+    }
+    new_sha = weights_sha256(new)
+    spawn_seed, feedback_seed = _step_seeds(seed, g)
     lineage = {
         "seed": seed, "generation": g, "spawn_seed": spawn_seed, "feedback_seed": feedback_seed,
         "config_sha256": config_sha256(fingerprint),
@@ -348,8 +361,8 @@ def _generation(
         "strategy": config.feedback.strategy, "kwargs": dict(config.feedback.kwargs),
         "experts": {"method": config.experts.method, "student": config.experts.student, "domains": expert_domains},
         "field": field,
-        "candidate": {**new_ref.to_dict(), "sha256": weights_sha256(new)},
-        "large": {**state.large.to_dict(), "sha256": weights_sha256(kept)},
+        "candidate": {**new_ref.to_dict(), "sha256": new_sha},
+        "large": {**state.large.to_dict(), "sha256": new_sha if kept is new else weights_sha256(kept)},
         "expert_sha256": {d: weights_sha256(m) for d, m in experts.items()},
     }
     record = GenerationResult(
@@ -367,10 +380,7 @@ def load_cycle(run_dir: str | Path) -> CycleResult | None:
     done = finished_generations(root) if root.is_dir() else []
     if not done:
         return None
-    try:
-        fingerprint = json.loads((root / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{root / RUN_FILE} is missing or corrupt ({exc}); is {root} a seed's run folder?") from exc
+    fingerprint = read_fingerprint(root)
     records = [GenerationResult.from_dict(load_record(root, g)) for g in done]
     domains = list(records[0].accuracy["large"])
     general = records[0].lineage.get("general_domain", domains[0])
@@ -396,18 +406,16 @@ def reproduce_generation(
     root = Path(run_dir)
     if generation < 1:
         raise ValidationError(f"generation must be >= 1 (generation 0 is trained from the config alone); got {generation}")
-    try:
-        fingerprint = json.loads((root / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{root / RUN_FILE} is missing or corrupt ({exc}); is {root} a seed's run folder?") from exc
-    if generation not in finished_generations(root):
-        raise ValidationError(f"{root} has no finished generation {generation} (finished: {finished_generations(root)})")
+    fingerprint = read_fingerprint(root)
+    done = finished_generations(root)
+    if generation not in done:
+        raise ValidationError(f"{root} has no finished generation {generation} (finished: {done})")
     config = config_from_dict({**fingerprint["config"], "seeds": [fingerprint["seed"]]}, source=str(root / RUN_FILE))
     seed = fingerprint["seed"]
     lineage = load_record(root, generation)["lineage"]
     if suite is None:
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
-    candidates = config.experts.domains or [n for n in suite.names if n != suite.general_domain]
+    candidates = _candidate_domains(config, suite)
     suite, _ = hold_out(suite, config.gate.holdout, seed)
     source = field_source(config, suite, candidates, field)
     collected, seen = collect(suite, source, generation, candidates)
@@ -425,6 +433,11 @@ def feedback_settings(config: ExperimentConfig, large: TorchClassifier, seed: in
     chosen = {"batch_size": f.batch_size, "weight_decay": f.weight_decay, "optimizer": f.optimizer}
     return TrainSettings.like(large, epochs=f.epochs, lr=f.lr, seed=seed, device=config.device, threads=f.threads,
                               **{k: v for k, v in chosen.items() if v is not None})
+
+
+def _step_seeds(seed: int, generation: int) -> tuple[int, int]:
+    """The seeds of generation ``generation``'s spawning and feedback steps."""
+    return _derive_seed(seed, generation, 1), _derive_seed(seed, generation, 2)
 
 
 def _derive_seed(seed: int, generation: int, role: int) -> int:
