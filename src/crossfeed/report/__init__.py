@@ -18,6 +18,7 @@ from crossfeed.report._demo_report import (
     write_demo_report,
 )
 from crossfeed.report._results import DemoResult
+from crossfeed.report._rl_report import rl_curves_png, rl_heatmap_png, rl_matrix, write_rl_report
 
 __all__ = [
     "DemoResult",
@@ -31,7 +32,11 @@ __all__ = [
     "lineage_rows",
     "render_html",
     "render_markdown",
+    "rl_curves_png",
+    "rl_heatmap_png",
+    "rl_matrix",
     "served_png",
     "write_demo_report",
     "write_experiment_report",
+    "write_rl_report",
 ]
