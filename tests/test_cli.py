@@ -94,3 +94,26 @@ def test_demo_refuses_an_out_path_that_is_a_file(no_training, tmp_path):
     target = tmp_path / "report"
     target.write_text("a file")
     assert f"--out must be a folder; {target} exists and is a file" in _refused(["demo", "--out", str(target)])
+
+
+def test_rl_command_runs_the_cycle_and_writes_its_report(tmp_path):
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("stable_baselines3")
+    res = CliRunner().invoke(app, ["rl", "cartpole", "--generations", "1", "--general-timesteps", "1024",
+                                   "--expert-timesteps", "1024", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert {"rl-cycle.json", "rl-report.md", "rl-heatmap.png", "generation-0", "generation-1"} <= {
+        p.name for p in tmp_path.iterdir()}
+    assert "long-pole" in (tmp_path / "rl-report.md").read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["rl", "cartpol"], "did you mean 'cartpole'"),
+    (["rl", "cartpole", "--generations", "-1"], "--generations must be >= 0"),
+    (["rl", "cartpole", "--expert-timesteps", "0"], "--expert-timesteps must be a positive integer"),
+])
+def test_rl_command_rejects_bad_options_before_training(args, fragment):
+    pytest.importorskip("gymnasium")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert fragment in " ".join(res.output.split())

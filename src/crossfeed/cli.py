@@ -257,6 +257,45 @@ def report(
     console.print(f"wrote {paths['md']}, {paths['html']}")
 
 
+@app.command("rl")
+def rl_cycle(
+    suite: str = typer.Argument("cartpole", help="RL suite: cartpole, acrobot, mountaincar or pendulum"),
+    generations: int = typer.Option(1, "--generations", help="generations after generation 0 (PPO on pooled variants)"),
+    seed: int = typer.Option(0, "--seed"),
+    general_timesteps: int | None = typer.Option(None, "--general-timesteps", help="PPO budget of generation 0"),
+    expert_timesteps: int | None = typer.Option(None, "--expert-timesteps", help="PPO budget of each expert"),
+    out: Path = typer.Option(Path("runs/rl"), "--out", help="folder for the policies, rl-cycle.json, rl-report.md"),
+) -> None:
+    """The cycle on RL environment variants: spawn experts, specialise with PPO, distil back (needs crossfeed[rl])."""
+    import torch
+
+    with _errors_exit_2():
+        from crossfeed.report import rl_matrix, write_rl_report
+        from crossfeed.rl import load_rl_suite, run_rl_cycle
+
+        if generations < 0:
+            raise ValidationError(f"--generations must be >= 0; got {generations}")
+        for option, value in (("--general-timesteps", general_timesteps), ("--expert-timesteps", expert_timesteps)):
+            if value is not None:
+                _check_positive(option, value)
+        _check_out_folder(out, "--out")
+        variants = load_rl_suite(suite, seed=seed)
+        torch.set_num_threads(1)  # 64-unit policies step one environment batch at a time: more threads only add overhead
+        cycle = run_rl_cycle(variants, generations=generations, seed=seed, general_timesteps=general_timesteps,
+                             expert_timesteps=expert_timesteps, out_dir=out,
+                             progress=lambda line: console.log(line))
+        paths = write_rl_report(cycle, out)
+    labels, matrix = rl_matrix(cycle)
+    table = Table(title=f"{suite}: mean return of every policy on every variant (seed {seed})")
+    table.add_column("policy")
+    for v in cycle.variants:
+        table.add_column(f"{v} (held out)" if v in cycle.held_out else v, justify="right")
+    for label, row in zip(labels, matrix):
+        table.add_row(label, *(f"{x:.1f}" for x in row))
+    console.print(table)
+    console.print(f"wrote {out / 'rl-cycle.json'}, {paths['markdown']}, {paths['heatmap']}")
+
+
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.WARNING)
     app()

@@ -83,6 +83,7 @@ def run_rl_cycle(
     ppo: PPOSettings | None = None,
     distill: DistillSettings | None = None,
     episodes: int | None = None,
+    expert_hidden: tuple[int, ...] | None = None,
     out_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RLCycle:
@@ -95,10 +96,13 @@ def run_rl_cycle(
     general_timesteps, expert_timesteps : PPO budgets (default: the suite's ``budgets``).
     ppo, distill : settings (default: the suite's PPO settings; :class:`DistillSettings`).
     episodes : evaluation episodes per policy and variant (default: the suite's).
+    expert_hidden : hidden widths of the experts. None: an expert starts as a copy of the general
+        policy. Other widths: a small expert is first distilled from the general policy on its
+        variant, then specialised with PPO.
     out_dir : where the policies and ``rl-cycle.json`` go (None: nothing is written).
     progress : called with a line per stage.
     """
-    if not isinstance(generations, int) or generations < 0:
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
         raise ValidationError(f"generations must be an int >= 0, got {generations!r}")
     ppo = ppo or PPOSettings.of(suite.ppo)
     distill = distill or DistillSettings()
@@ -111,7 +115,8 @@ def run_rl_cycle(
         suite.name, int(seed), [v.name for v in suite.train], [v.name for v in suite.held_out],
         settings={"generations": generations, "general_timesteps": general_timesteps,
                   "expert_timesteps": expert_timesteps, "ppo": asdict(ppo), "distill": asdict(distill),
-                  "episodes": episodes, "variants": [v.to_dict() for v in suite.variants]},
+                  "episodes": episodes, "expert_hidden": list(expert_hidden) if expert_hidden else None,
+                  "variants": [v.to_dict() for v in suite.variants]},
     )
 
     def measure(policy: Policy) -> dict[str, float]:
@@ -140,10 +145,16 @@ def run_rl_cycle(
         interactions: dict[str, int] = {}
         for j, v in enumerate(suite.train):
             say(f"generation {g}: spawn and specialise the expert of {v.name}")
-            r = train_ppo(v, expert_timesteps, start=general, settings=ppo, seed=int(seed) * 1009 + 17 * g + j + 1)
+            step_seed = int(seed) * 1009 + 17 * g + j + 1
+            start, spent = general, 0
+            if expert_hidden is not None and tuple(expert_hidden) != general.hidden:
+                small = Policy(general.obs_dim, general.n_actions, expert_hidden)
+                shrunk = distill_policies({v.name: general}, [v], student=small, settings=distill, seed=step_seed)
+                start, spent = shrunk.policy, shrunk.interactions
+            r = train_ppo(v, expert_timesteps, start=start, settings=ppo, seed=step_seed)
             experts[v.name] = r.policy
             returns[f"expert:{v.name}"] = measure(r.policy)
-            interactions[f"expert:{v.name}"] = r.interactions
+            interactions[f"expert:{v.name}"] = r.interactions + spent
         say(f"generation {g}: distil {len(experts)} experts into the general policy")
         d = distill_policies(experts, list(suite.train), student=general, settings=distill, seed=int(seed) * 1009 + g)
         general = d.policy

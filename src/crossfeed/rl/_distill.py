@@ -151,19 +151,19 @@ def distill_policies(
             T.append(logits)
             V.append(value)
         x, t, val = torch.cat(X), torch.cat(T), torch.cat(V)
-        losses = []
+        kls, mses = [], []
         for _ in range(settings.epochs):
             order = torch.randperm(len(x))
             for start in range(0, len(x), settings.batch_size):
                 idx = order[start : start + settings.batch_size]
                 logits, value = student(x[idx])
-                loss = policy_kl(t[idx], logits, settings.temperature)
-                if settings.value_weight:
-                    loss = loss + settings.value_weight * F.mse_loss(value, val[idx])
+                kl = policy_kl(t[idx], logits, settings.temperature)
+                mse = F.mse_loss(value, val[idx])
                 optimizer.zero_grad()
-                loss.backward()
+                (kl + settings.value_weight * mse).backward()  # actor and critic are separate networks
                 optimizer.step()
-                losses.append(loss.item())
-        log.append({"iteration": it, "beta": beta, "states": len(x), "loss": float(np.mean(losses)),
-                    "seconds": time.perf_counter() - t0})
+                kls.append(kl.item())
+                mses.append(mse.item())
+        log.append({"iteration": it, "beta": beta, "states": len(x), "kl": float(np.mean(kls)),
+                    "value_mse": float(np.mean(mses)), "seconds": time.perf_counter() - t0})
     return DistillResult(student, log, interactions, time.perf_counter() - t0)

@@ -132,6 +132,13 @@ def check_params(env_id: str, params: Mapping[str, Any]) -> None:
     """Raise a clear error for an unknown environment id, parameter or an out-of-range value."""
     if not isinstance(env_id, str) or not env_id:
         raise ValidationError(f"env_id must be a gymnasium id such as 'CartPole-v1', got {env_id!r}")
+    known = gym().registry
+    if env_id not in known:
+        close = difflib.get_close_matches(env_id, list(known), n=3)
+        raise UnknownNameError(
+            f"gymnasium has no environment {env_id!r}"
+            + (f"; did you mean one of {close}?" if close else "; see gymnasium.registry for the ids")
+        )
     if env_id not in PHYSICS:
         if params:
             raise UnknownNameError(
@@ -178,17 +185,9 @@ class DiscreteTorque:
 
 
 def make_env(variant: EnvVariant, seed: int | None = None) -> Any:
-    """Build the gymnasium environment of ``variant`` with its physics set.
-
-    Raises ``UnknownNameError`` (with the closest registered ids) for an id gymnasium does not know.
-    """
+    """Build the gymnasium environment of ``variant`` with its physics set (the variant checked
+    its id and parameters when it was created)."""
     g = gym()
-    if variant.env_id not in g.registry:
-        close = difflib.get_close_matches(variant.env_id, list(g.registry), n=3)
-        raise UnknownNameError(
-            f"gymnasium has no environment {variant.env_id!r}"
-            + (f"; did you mean one of {close}?" if close else "; see gymnasium.registry for the ids")
-        )
     env = g.make(variant.env_id)
     if variant.env_id in PHYSICS:
         spec, derived = PHYSICS[variant.env_id]

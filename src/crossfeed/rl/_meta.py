@@ -36,6 +36,9 @@ def reptile_step(
     for other in adapted:
         if set(other) != set(start):
             raise ValidationError("adapted states must have the same tensors as the start state")
+        bad = [k for k, v in start.items() if other[k].shape != v.shape]
+        if bad:
+            raise ValidationError(f"adapted tensors {bad} have other shapes than the start state's")
     return {k: v + step * torch.stack([a[k] - v for a in adapted]).mean(0) for k, v in start.items()}
 
 

@@ -8,6 +8,7 @@ weights load into a PPO learner and back without renaming; everything else in ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -96,15 +97,20 @@ def check_policy_fits(policy: Policy, obs_shape: Sequence[int], n_actions: int, 
 
 
 def save_policy(policy: Policy, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its JSON config next to it, atomically; returns the JSON path."""
+    """Write ``path`` (.safetensors) and its JSON config next to it; returns the JSON path.
+
+    Each file is replaced atomically; the JSON (written second) records the weights' sha256, so a
+    save interrupted between the two files is detected by :func:`load_policy`, not loaded.
+    """
     from safetensors.torch import save
 
     weights = Path(path).with_suffix(".safetensors")
     config = weights.with_suffix(".json")
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
-    atomic_write_bytes(weights, save(state))
-    body = {"format": _FORMAT, **policy.config(), "meta": meta or {}}
+    data = save(state)
+    atomic_write_bytes(weights, data)
+    body = {"format": _FORMAT, **policy.config(), "meta": meta or {}, "weights_sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_bytes(config, json.dumps(body, indent=2, sort_keys=True).encode())
     return config
 
@@ -124,10 +130,16 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         raise ModelFileError(f"{config} is not valid JSON ({exc}); re-save the policy with save_policy") from None
     if not isinstance(body, dict) or body.get("format") != _FORMAT:
         raise ModelFileError(f"{config} is not a crossfeed policy (expected format {_FORMAT!r})")
+    data = weights.read_bytes()
+    if body.get("weights_sha256") != hashlib.sha256(data).hexdigest():
+        raise ModelFileError(
+            f"{weights} does not match the sha256 recorded in {config.name} ({len(data)} bytes): it was changed, "
+            "truncated or written by another save than its config (a save interrupted between the two files); "
+            "save the policy again"
+        )
     try:
         policy = Policy(body["obs_dim"], body["n_actions"], body["hidden"])
-        state = load(weights.read_bytes())
-        policy.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        policy.load_state_dict(load(data))
+    except Exception as exc:  # safetensors raises its own SafetensorError for unreadable bytes
         raise ModelFileError(f"{weights} does not match its config {config}: {exc}") from None
     return policy

@@ -153,6 +153,8 @@ def train_ppo(
         raise ValidationError("train_ppo needs at least one variant, got none")
     if int(timesteps) < 1:
         raise ValidationError(f"timesteps must be >= 1, got {timesteps}")
+    if stop_at is not None and eval_every < 1:
+        raise ValidationError(f"stop_at={stop_at} needs eval_every >= 1: returns are only recorded every eval_every interactions")
     probe = make_env(pool[0])
     obs_shape, n_actions = probe.observation_space.shape, int(probe.action_space.n)
     probe.close()
