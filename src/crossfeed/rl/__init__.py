@@ -27,18 +27,18 @@ from crossfeed.rl._ppo import PPOSettings, TrainResult, initial_policy, train_pp
 from crossfeed.rl._suites import RL_SUITES, load_rl_suite
 
 __all__ = [
-    "PHYSICS",
-    "RL_SUITES",
     "DiscreteTorque",
     "DistillResult",
     "DistillSettings",
     "EnvVariant",
     "MetaResult",
+    "PHYSICS",
     "PPOSettings",
     "PhysicsParam",
     "Policy",
     "RLCycle",
     "RLGeneration",
+    "RL_SUITES",
     "ReptileSettings",
     "TrainResult",
     "VariantSuite",

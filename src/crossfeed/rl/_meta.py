@@ -28,7 +28,14 @@ __all__ = ["MetaResult", "ReptileSettings", "reptile", "reptile_step"]
 def reptile_step(
     start: Mapping[str, torch.Tensor], adapted: Sequence[Mapping[str, torch.Tensor]], step: float
 ) -> dict[str, torch.Tensor]:
-    """``start + step * mean(adapted - start)``, tensor by tensor (the Reptile outer update)."""
+    """``start + step * mean(adapted - start)``, tensor by tensor (the Reptile outer update).
+
+    Example
+    -------
+    >>> out = reptile_step({"w": torch.zeros(2)}, [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([3.0, 0.0])}], 0.5)
+    >>> out["w"].tolist()
+    [1.0, 0.5]
+    """
     if not adapted:
         raise ValidationError("reptile_step needs at least one adapted state, got none")
     if not 0 < step <= 1:
