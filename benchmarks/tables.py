@@ -195,6 +195,72 @@ def cycle_served(names: tuple[str, ...] = ("merge", "fashion", "amazon", "moviel
     return head + "\n\n" + "\n".join(lines)
 
 
+def _cut(x: float, digits: int = 1) -> str:
+    """A return cut toward minus infinity at ``digits`` decimals (never rounded up)."""
+    f = 10**digits
+    return f"{math.floor(f * x + 1e-9) / f:.{digits}f}"
+
+
+def _ret(s: dict) -> str:
+    return f"{_cut(s['median'])} [{_cut(s['min'])}, {_cut(s['max'])}]"
+
+
+def _frac(s: dict) -> str:
+    return f"{_cut(100 * s['median'])}% [{_cut(100 * s['min'])}, {_cut(100 * s['max'])}]"
+
+
+def rl(suite: str = "cartpole") -> str:
+    """RL benchmark: returns per variant, fraction of the expert, interactions to the target on held-out variants."""
+    data = json.loads((RESULTS / f"rl-{suite}.json").read_text())
+    m, summ = data["machine"], data["summary"]
+    train = [v["name"] for v in data["variants"]["train"]]
+    held = [v["name"] for v in data["variants"]["held_out"]]
+    params = {v["name"]: ", ".join(f"{k}={x:g}" for k, x in v["params"].items()) or "default physics"
+              for v in data["variants"]["train"] + data["variants"]["held_out"]}
+    lines = [f"Seeds {data['seeds']}, {data['generations']} generations, {data['seconds']:.0f} s on {m['cpu']} "
+             f"({m['cpu_count']} cores, {data['jobs']} process(es), one torch thread each), commit {m['commit']}. "
+             f"Mean deterministic return over {10} episodes, medians [min, max] over seeds; "
+             "*fraction of expert* = (R - R_random) / (R_expert - R_random).", "",
+             "| variant | physics | random | pooled PPO (g0) | expert | distilled general | general, fraction of expert "
+             "| pooled, fraction of expert | meta-init (zero-shot) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for v in train:
+        r = summ["returns"][v]
+        lines.append(f"| {v} | {params[v]} | {_ret(r['random'])} | {_ret(r['pooled'])} | {_ret(r['expert'])} | "
+                     f"{_ret(r['general'])} | {_frac(r['general_fraction_of_expert'])} | "
+                     f"{_frac(r['pooled_fraction_of_expert'])} | {_ret(r['meta_init'])} |")
+    target = data["target_return"]
+    lines += ["", f"Held-out variants (never trained on): zero-shot return, then PPO from each start; "
+              f"interactions until the mean return first reaches {target:g} (checked every "
+              f"{data['budgets']['eval_every']} interactions; per seed, `-` = not within the budget: scratch "
+              f"{data['budgets']['scratch']}, others {data['budgets']['adapt']}), and that count over scratch's.", "",
+              "| held-out variant | physics | zero-shot: general / meta-init / pooled | to target: scratch | general | "
+              "ratio | meta-init | ratio | pooled | ratio | return at the end: scratch / general / meta-init / pooled |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def counts(xs: list) -> str:
+        return ", ".join("-" if x is None else f"{x}" for x in xs)
+
+    def ratios(xs: list) -> str:
+        return ", ".join("-" if x is None else f"{math.floor(100 * x) / 100:.2f}" for x in xs)
+
+    for h in held:
+        r, a = summ["returns"][h], summ["adaptation"][h]
+        lines.append(
+            f"| {h} | {params[h]} | {_cut(r['general']['median'])} / {_cut(r['meta_init']['median'])} / "
+            f"{_cut(r['pooled']['median'])} | {counts(a['scratch_to_target'])} | {counts(a['general_to_target'])} | "
+            f"{ratios(a['general_ratio'])} | {counts(a['meta_init_to_target'])} | {ratios(a['meta_init_ratio'])} | "
+            f"{counts(a['pooled_to_target'])} | {ratios(a['pooled_ratio'])} | "
+            f"{_cut(a['scratch_final_return']['median'])} / {_cut(a['general_final_return']['median'])} / "
+            f"{_cut(a['meta_init_final_return']['median'])} / {_cut(a['pooled_final_return']['median'])} |")
+    goals = summ["goals"]
+    lines += ["", "Goals: general policy >= 90% of each expert (normalised): "
+              f"{'met' if goals['general_reaches_90pct_of_each_expert']['met'] else 'NOT met'}; "
+              "adapts to every held-out variant in <= 25% of scratch's interactions: "
+              f"{'met' if goals['adapts_in_25pct_of_scratch_interactions']['met'] else 'NOT met'}."]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())

@@ -13,7 +13,7 @@ pytest.importorskip("stable_baselines3")
 import gymnasium  # noqa: E402
 
 from crossfeed.exceptions import UnknownNameError, ValidationError  # noqa: E402
-from crossfeed.rl import PHYSICS, DiscreteTorque, EnvVariant, VariantSuite, make_env  # noqa: E402
+from crossfeed.rl import PHYSICS, EnvVariant, VariantSuite, discrete_actions, make_env  # noqa: E402
 
 
 def rollout(variant: EnvVariant, actions, seed: int = 3) -> np.ndarray:
@@ -113,7 +113,7 @@ def test_pendulum_gets_discrete_torque():
 
 
 def test_discrete_torque_wraps_any_box_action():
-    wrapped = DiscreteTorque(gymnasium.make("Pendulum-v1"), n=3)
+    wrapped = discrete_actions(gymnasium.make("Pendulum-v1"), n=3)
     assert wrapped.action_space == gymnasium.spaces.Discrete(3)
     assert wrapped.action(0).dtype == np.float32
     np.testing.assert_allclose([wrapped.action(a)[0] for a in range(3)], [-2.0, 0.0, 2.0])
@@ -234,3 +234,10 @@ def test_suite_with_duplicate_names_is_refused():
 def test_suite_without_train_variants_is_refused():
     with pytest.raises(ValidationError, match="needs at least one train variant"):
         VariantSuite("empty", train=(), held_out=(EnvVariant("CartPole-v1"),))
+
+
+def test_discrete_actions_refuses_what_it_cannot_discretise():
+    with pytest.raises(ValidationError, match="needs a 1-D Box action space"):
+        discrete_actions(gymnasium.make("CartPole-v1"))
+    with pytest.raises(ValidationError, match="n >= 2 levels"):
+        discrete_actions(gymnasium.make("Pendulum-v1"), n=1)

@@ -20,10 +20,10 @@ from crossfeed.exceptions import UnknownNameError, ValidationError, missing_depe
 
 __all__ = [
     "PHYSICS",
-    "DiscreteTorque",
     "EnvVariant",
     "PhysicsParam",
     "VariantSuite",
+    "discrete_actions",
     "make_env",
 ]
 
@@ -165,23 +165,18 @@ def check_params(env_id: str, params: Mapping[str, Any]) -> None:
             )
 
 
-class DiscreteTorque:
-    """Turn a 1-D continuous action space into ``n`` evenly spaced actions (Pendulum's torque)."""
-
-    def __new__(cls, env: Any, n: int = 5) -> Any:
-        g = gym()
-
-        class _Discrete(g.ActionWrapper):
-            def __init__(self, inner: Any) -> None:
-                super().__init__(inner)
-                box = inner.action_space
-                self._levels = np.linspace(box.low[0], box.high[0], n).astype(np.float32)
-                self.action_space = g.spaces.Discrete(n)
-
-            def action(self, action: Any) -> np.ndarray:
-                return np.array([self._levels[int(action)]], dtype=np.float32)
-
-        return _Discrete(env)
+def discrete_actions(env: Any, n: int = 5) -> Any:
+    """Wrap ``env`` so its 1-D continuous action (Pendulum's torque) becomes ``n`` evenly spaced
+    discrete actions from the lowest to the highest value."""
+    g = gym()
+    box = env.action_space
+    if not isinstance(box, g.spaces.Box) or box.shape != (1,):
+        raise ValidationError(f"discrete_actions needs a 1-D Box action space, got {box}")
+    if int(n) < 2:
+        raise ValidationError(f"discrete_actions needs n >= 2 levels, got {n}")
+    levels = np.linspace(box.low[0], box.high[0], int(n)).astype(np.float32)
+    return g.wrappers.TransformAction(env, lambda a: np.array([levels[int(a)]], dtype=np.float32),
+                                      g.spaces.Discrete(int(n)))
 
 
 def make_env(variant: EnvVariant, seed: int | None = None) -> Any:
@@ -197,7 +192,7 @@ def make_env(variant: EnvVariant, seed: int | None = None) -> Any:
         if derived is not None:
             derived(inner)
     if variant.env_id in _DISCRETISE:
-        env = DiscreteTorque(env, _DISCRETISE[variant.env_id])
+        env = discrete_actions(env, _DISCRETISE[variant.env_id])
     if not isinstance(env.action_space, g.spaces.Discrete):
         env.close()
         raise ValidationError(
