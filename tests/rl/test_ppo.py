@@ -177,3 +177,21 @@ def test_batch_size_is_capped_at_the_rollout(cartpole):
 def test_stop_at_needs_eval_every(cartpole, ppo_settings):
     with pytest.raises(ValidationError, match="stop_at=100 needs eval_every >= 1"):
         train_ppo(cartpole, 512, settings=ppo_settings, stop_at=100)
+
+
+def test_critic_warmup_freezes_the_actor_only(teacher, cartpole, ppo_settings):
+    obs = torch.randn(64, 4)
+    frozen = train_ppo(EnvVariant("CartPole-v1", {"length": 1.5}), 1024, start=teacher, settings=ppo_settings,
+                       seed=3, critic_warmup=1024).policy
+    free = train_ppo(EnvVariant("CartPole-v1", {"length": 1.5}), 1024, start=teacher, settings=ppo_settings,
+                     seed=3).policy
+    with torch.no_grad():
+        (l0, v0), (l1, v1), (l2, _) = teacher(obs), frozen(obs), free(obs)
+    torch.testing.assert_close(l1, l0)  # the actor did not move during the warm-up...
+    assert not torch.allclose(v1, v0)  # ...the critic did
+    assert not torch.allclose(l2, l0)  # and without the warm-up the actor moves
+
+
+def test_critic_warmup_must_not_be_negative(cartpole, ppo_settings):
+    with pytest.raises(ValidationError, match="critic_warmup must be >= 0"):
+        train_ppo(cartpole, 512, settings=ppo_settings, critic_warmup=-1)

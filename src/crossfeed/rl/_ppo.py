@@ -132,6 +132,7 @@ def train_ppo(
     eval_every: int = 0,
     eval_episodes: int = 10,
     stop_at: float | None = None,
+    critic_warmup: int = 0,
 ) -> TrainResult:
     """Train a policy with PPO on one variant, or on several pooled.
 
@@ -145,6 +146,9 @@ def train_ppo(
     eval_variant, eval_every, eval_episodes : record the mean return on ``eval_variant`` (default:
         the first variant) at 0 and after every ``eval_every`` interactions (0: only at the end).
     stop_at : stop as soon as a recorded return reaches this value.
+    critic_warmup : for the first ``critic_warmup`` interactions only the critic learns (the actor
+        is frozen). Fine-tuning a policy on a new variant otherwise starts from a critic fitted
+        elsewhere, whose wrong advantages can wreck a good actor in the first updates.
     """
     _, BaseCallback, _, _ = _sb3()
     settings = settings or PPOSettings()
@@ -153,6 +157,8 @@ def train_ppo(
         raise ValidationError("train_ppo needs at least one variant, got none")
     if int(timesteps) < 1:
         raise ValidationError(f"timesteps must be >= 1, got {timesteps}")
+    if int(critic_warmup) < 0:
+        raise ValidationError(f"critic_warmup must be >= 0 interactions, got {critic_warmup}")
     if stop_at is not None and eval_every < 1:
         raise ValidationError(f"stop_at={stop_at} needs eval_every >= 1: returns are only recorded every eval_every interactions")
     probe = make_env(pool[0])
@@ -176,6 +182,7 @@ def train_ppo(
         return value
 
     stop = [False]
+    actor = [*model.policy.mlp_extractor.policy_net.parameters(), *model.policy.action_net.parameters()]
 
     class _Eval(BaseCallback):
         """Records the return at the start of a rollout: the policy has then learnt from every
@@ -187,6 +194,8 @@ def train_ppo(
 
         def _on_rollout_start(self) -> None:
             at = self.num_timesteps
+            for p in actor:  # the update after this rollout touches the actor only after the warm-up
+                p.requires_grad_(at + settings.rollout > critic_warmup)
             if eval_every and at >= self.next_at and at > 0:
                 while self.next_at <= at:
                     self.next_at += eval_every
