@@ -8,8 +8,10 @@ Per seed, on one suite (``crossfeed.rl.load_rl_suite``):
    variant;
 2. Reptile over the train variants from a fresh policy (meta-init);
 3. on every held-out variant: PPO from scratch and PPO fine-tuning from the distilled general
-   policy, the meta-init and the pooled policy, with the return recorded every ``eval_every``
-   interactions; interactions to reach the suite's target return.
+   policy (also with a critic warm-up of one evaluation interval: ``general_warmup``), the
+   meta-init and the pooled policy, with the return recorded every ``eval_every`` interactions;
+   interactions to reach the suite's target return, and to reach the best return scratch reached
+   ("the same return").
 
 Returns are also normalised as (R - R_random) / (R_expert - R_random), R_random being a uniform
 random policy's return, so "90% of the expert" means the same for positive and negative rewards.
@@ -53,6 +55,7 @@ from crossfeed.rl import (
     train_ppo,
 )
 
+STARTS = ("general", "general_warmup", "meta_init", "pooled")
 QUICK = {"general": 4096, "expert": 2048, "scratch": 4096, "adapt": 2048, "meta_inner": 1024,
          "meta_iterations": 2, "eval_every": 1024}
 
@@ -105,14 +108,17 @@ def one_seed(suite_name: str, seed: int, quick: bool, generations: int) -> dict[
     t = time.perf_counter()
     target = suite.target_return
     held: dict[str, Any] = {}
-    starts = {"general": general, "meta_init": meta.policy, "pooled": cycle.policies["general@0"]}
+    # (start policy, interactions in which only the critic learns); general_warmup: the critic of the
+    # distilled policy is refitted on the new variant for one evaluation interval before the actor moves
+    starts = {"general": (general, 0), "general_warmup": (general, eval_every), "meta_init": (meta.policy, 0),
+              "pooled": (cycle.policies["general@0"], 0)}
     for k, h in enumerate(suite.held_out):
         s = train_ppo(h, int(budgets["scratch"]), settings=ppo, seed=seed * 7919 + k, eval_every=eval_every,
                       eval_episodes=episodes)
         entry = {"scratch": {"curve": s.curve, "to_target": interactions_to_reach(s.curve, target)}}
-        for name, policy in starts.items():
+        for name, (policy, warmup) in starts.items():
             r = train_ppo(h, int(budgets["adapt"]), start=policy, settings=ppo, seed=seed * 7919 + k,
-                          eval_every=eval_every, eval_episodes=episodes)
+                          eval_every=eval_every, eval_episodes=episodes, critic_warmup=warmup)
             entry[name] = {"curve": r.curve, "to_target": interactions_to_reach(r.curve, target)}
         held[h.name] = entry
     out["seconds"]["held_out"] = time.perf_counter() - t
@@ -143,7 +149,7 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
         row: dict[str, Any] = {}
         scratch = [run["held_out"][h]["scratch"]["to_target"] for run in runs]
         row["scratch_to_target"] = scratch
-        for m in ("general", "meta_init", "pooled"):
+        for m in STARTS:
             mine = [run["held_out"][h][m]["to_target"] for run in runs]
             ratios = [a / b if a is not None and b else None for a, b in zip(mine, scratch)]
             # scratch never reached the target within its budget: the ratio is below mine / budget
@@ -153,11 +159,26 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
             row[f"{m}_ratio_below"] = bounds
             row[f"{m}_final_return"] = summary([run["held_out"][h][m]["curve"][-1][1] for run in runs])
         row["scratch_final_return"] = summary([run["held_out"][h]["scratch"]["curve"][-1][1] for run in runs])
+        # "the same return": the best return scratch recorded within its budget, and when it got there
+        best = [max(v for _, v in run["held_out"][h]["scratch"]["curve"]) for run in runs]
+        first = [interactions_to_reach(run["held_out"][h]["scratch"]["curve"], b) for run, b in zip(runs, best)]
+        row["matched_target"] = best
+        row["scratch_to_matched"] = first
+        for m in STARTS:
+            mine = [interactions_to_reach(run["held_out"][h][m]["curve"], b) for run, b in zip(runs, best)]
+            row[f"{m}_to_matched"] = mine
+            row[f"{m}_matched_ratio"] = [a / f if a is not None and f else None for a, f in zip(mine, first)]
         adapt[h] = row
     fractions = [table[v]["general_fraction_of_expert"]["median"] for v in train if "general_fraction_of_expert" in table[v]]
-    def within(h: str) -> list[bool]:  # per seed: general needs <= 25% of scratch's interactions
+
+    def within(h: str) -> list[bool]:  # per seed: general needs <= 25% of scratch's interactions to the threshold
         return [(r is not None and r <= 0.25) or (b is not None and b <= 0.25)
                 for r, b in zip(adapt[h]["general_ratio"], adapt[h]["general_ratio_below"])]
+
+    def within_matched(h: str) -> list[bool]:  # ... to the best return scratch reached
+        a = adapt[h]
+        return [n is not None and (n == 0 or (f and n / f <= 0.25))
+                for n, f in zip(a["general_to_matched"], a["scratch_to_matched"])]
 
     return {
         "returns": table,
@@ -166,6 +187,10 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
             "general_reaches_90pct_of_each_expert": {
                 "per_variant_median": {v: table[v].get("general_fraction_of_expert", {}).get("median") for v in train},
                 "met": bool(fractions) and min(fractions) >= 0.9,
+            },
+            "adapts_in_25pct_of_scratch_interactions_to_the_same_return": {
+                "per_seed": {h: within_matched(h) for h in held},
+                "met": bool(held) and all(all(within_matched(h)) for h in held),
             },
             "adapts_in_25pct_of_scratch_interactions": {
                 "ratios_general": {h: adapt[h]["general_ratio"] for h in held},
@@ -179,7 +204,7 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
 def _plots(path: Path, name: str, payload: dict[str, Any]) -> None:
     runs = payload["runs"]
     atomic_write_bytes(path.with_name(f"{name}-heatmap.png"), rl_heatmap_png(RLCycle.from_dict(runs[0]["cycle"])))
-    curves = {h: {m: [run["held_out"][h][m]["curve"] for run in runs] for m in ("scratch", "general", "meta_init", "pooled")}
+    curves = {h: {m: [run["held_out"][h][m]["curve"] for run in runs] for m in ("scratch", *STARTS)}
               for h in payload["summary"]["adaptation"]}
     atomic_write_bytes(path.with_name(f"{name}-curves.png"), rl_curves_png(curves, target=payload["target_return"]))
 
