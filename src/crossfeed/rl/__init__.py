@@ -18,19 +18,18 @@ Example
 """
 
 from crossfeed.rl._cycle import RLCycle, RLGeneration, run_rl_cycle
-from crossfeed.rl._distill import DistillResult, DistillSettings, distill_policies, policy_kl
+from crossfeed.rl._distill import DistillSettings, distill_policies, policy_kl
 from crossfeed.rl._envs import PHYSICS, EnvVariant, PhysicsParam, VariantSuite, discrete_actions, make_env
 from crossfeed.rl._evaluate import episode_returns, interactions_to_reach, mean_return
-from crossfeed.rl._meta import MetaResult, ReptileSettings, reptile, reptile_step
-from crossfeed.rl._policy import Policy, check_policy_fits, load_policy, save_policy
+from crossfeed.rl._meta import ReptileSettings, reptile, reptile_step
+from crossfeed.rl._policy import LearnedPolicy, Policy, check_policy_fits, load_policy, save_policy
 from crossfeed.rl._ppo import PPOSettings, TrainResult, initial_policy, train_ppo
 from crossfeed.rl._suites import RL_SUITES, load_rl_suite
 
 __all__ = [
-    "DistillResult",
     "DistillSettings",
     "EnvVariant",
-    "MetaResult",
+    "LearnedPolicy",
     "PHYSICS",
     "PPOSettings",
     "PhysicsParam",

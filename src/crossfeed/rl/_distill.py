@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from crossfeed.exceptions import ValidationError
 from crossfeed.rl._envs import EnvVariant, make_env
-from crossfeed.rl._policy import Policy, check_policy_fits
+from crossfeed.rl._policy import LearnedPolicy, Policy, check_policy_fits
 
-__all__ = ["DistillResult", "DistillSettings", "distill_policies", "policy_kl"]
+__all__ = ["DistillSettings", "distill_policies", "policy_kl"]
 
 
 def policy_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -72,16 +72,6 @@ class DistillSettings:
             raise ValidationError("temperature and learning_rate must be > 0 and value_weight >= 0")
 
 
-@dataclass
-class DistillResult:
-    """The distilled policy; per iteration: states collected, loss, seconds."""
-
-    policy: Policy
-    log: list[dict[str, Any]] = field(default_factory=list)
-    interactions: int = 0
-    seconds: float = 0.0
-
-
 def _visit(
     student: Policy, teacher: Policy, variant: EnvVariant, steps: int, beta: float, n_envs: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -111,7 +101,7 @@ def distill_policies(
     student: Policy | None = None,
     settings: DistillSettings | None = None,
     seed: int = 0,
-) -> DistillResult:
+) -> LearnedPolicy:
     """Distil one policy from one expert per variant.
 
     Parameters
@@ -174,4 +164,4 @@ def distill_policies(
                 mses.append(mse.item())
         log.append({"iteration": it, "beta": beta, "states": len(x), "kl": float(np.mean(kls)),
                     "value_mse": float(np.mean(mses)), "seconds": time.perf_counter() - t0})
-    return DistillResult(student, log, interactions, time.perf_counter() - t0)
+    return LearnedPolicy(student, log, interactions, time.perf_counter() - t0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,10 @@ import torch
 
 from crossfeed.exceptions import ValidationError
 from crossfeed.rl._envs import EnvVariant
-from crossfeed.rl._policy import Policy
+from crossfeed.rl._policy import LearnedPolicy, Policy
 from crossfeed.rl._ppo import PPOSettings, initial_policy, train_ppo
 
-__all__ = ["MetaResult", "ReptileSettings", "reptile", "reptile_step"]
+__all__ = ["ReptileSettings", "reptile", "reptile_step"]
 
 
 def reptile_step(
@@ -68,16 +68,6 @@ class ReptileSettings:
             raise ValidationError(f"meta_lr must lie in (0, 1], got {self.meta_lr}")
 
 
-@dataclass
-class MetaResult:
-    """The meta-learned initial policy and a log line per meta-iteration."""
-
-    policy: Policy
-    log: list[dict[str, Any]] = field(default_factory=list)
-    interactions: int = 0
-    seconds: float = 0.0
-
-
 def reptile(
     variants: Sequence[EnvVariant],
     *,
@@ -85,7 +75,7 @@ def reptile(
     settings: ReptileSettings | None = None,
     ppo: PPOSettings | None = None,
     seed: int = 0,
-) -> MetaResult:
+) -> LearnedPolicy:
     """Meta-learn an initial policy over ``variants`` (the train variants; held-out ones stay out)."""
     settings = settings or ReptileSettings()
     variants = list(variants)
@@ -111,4 +101,4 @@ def reptile(
         policy.load_state_dict(reptile_step(policy.state_dict(), [a.policy.state_dict() for a in adapted], step))
         log.append({"iteration": it, "tasks": [v.name for v in tasks], "step": step,
                     "interactions": interactions, "seconds": time.perf_counter() - t0})
-    return MetaResult(policy, log, interactions, time.perf_counter() - t0)
+    return LearnedPolicy(policy, log, interactions, time.perf_counter() - t0)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import nn
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.exceptions import ModelFileError, ValidationError
 
-__all__ = ["Policy", "check_policy_fits", "load_policy", "save_policy"]
+__all__ = ["LearnedPolicy", "Policy", "check_policy_fits", "load_policy", "save_policy"]
 
 _FORMAT = "crossfeed.rl.Policy/1"
 
@@ -83,6 +84,17 @@ class Policy(nn.Module):
         twin = Policy(**self.config())
         twin.load_state_dict(self.state_dict())
         return twin
+
+
+@dataclass
+class LearnedPolicy:
+    """What distillation and Reptile return: the policy, a log line per iteration, the environment
+    interactions spent and the seconds taken."""
+
+    policy: Policy
+    log: list[dict[str, Any]] = field(default_factory=list)
+    interactions: int = 0
+    seconds: float = 0.0
 
 
 def check_policy_fits(policy: Policy, obs_shape: Sequence[int], n_actions: int, *, where: str) -> None:
