@@ -18,6 +18,7 @@ from crossfeed.models._cost import (
     measure_latency,
 )
 from crossfeed.models._features import TorchEmbedding, feature_head
+from crossfeed.models._forest import MetaForest, sample_shots
 from crossfeed.models._io import load_model, save_model
 from crossfeed.models._recsys import (
     FeatureNaiveBayes,
@@ -47,6 +48,7 @@ __all__ = [
     "MLP",
     "MatrixFactorization",
     "MatrixFactorizationNet",
+    "MetaForest",
     "SentenceEncoderHead",
     "TfidfClassifier",
     "TorchClassifier",
@@ -61,6 +63,7 @@ __all__ = [
     "load_model",
     "measure_cost",
     "measure_latency",
+    "sample_shots",
     "save_model",
     "sentence_encoder_classifier",
     "tokenize",
