@@ -195,3 +195,13 @@ def test_critic_warmup_freezes_the_actor_only(teacher, cartpole, ppo_settings):
 def test_critic_warmup_must_not_be_negative(cartpole, ppo_settings):
     with pytest.raises(ValidationError, match="critic_warmup must be >= 0"):
         train_ppo(cartpole, 512, settings=ppo_settings, critic_warmup=-1)
+
+
+def test_target_kl_is_passed_to_ppo_and_checked(cartpole):
+    from crossfeed.rl import PPOSettings as S
+
+    assert S(target_kl=0.02).target_kl == 0.02
+    with pytest.raises(ValidationError, match="target_kl must be > 0 or None"):
+        S(target_kl=0.0)
+    r = train_ppo(cartpole, 256, settings=S(n_envs=2, n_steps=128, target_kl=0.01), seed=0)
+    assert r.interactions == 256

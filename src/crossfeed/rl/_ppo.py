@@ -41,10 +41,13 @@ class PPOSettings:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    target_kl: float | None = None  # stop an update's epochs once the policy moved this far (SB3's target_kl)
     hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ValidationError(f"PPOSettings.target_kl must be > 0 or None, got {self.target_kl}")
         for name in ("n_envs", "n_steps", "batch_size", "n_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValidationError(f"PPOSettings.{name} must be >= 1, got {getattr(self, name)}")
