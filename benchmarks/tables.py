@@ -285,6 +285,27 @@ def rl(suite: str = "cartpole") -> str:
     return "\n".join(lines)
 
 
+def _pc(s: dict) -> str:
+    """An accuracy summary in % cut (never rounded up) to 0.01 point."""
+    return f"{_cut(100 * s['median'], 2)} [{_cut(100 * s['min'], 2)}, {_cut(100 * s['max'], 2)}]"
+
+
+def forest(name: str = "forest") -> str:
+    """Meta decision forest: mean test accuracy over target domains, k shots per class."""
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    m = data["machine"]
+    lines = [f"Seeds {data['seeds']}, {data['seconds']:.0f} s on {m['cpu']}, one core (shared with another benchmark), commit {m['commit']}. Test accuracy % "
+             "on the target domain, mean over the 5 leave-one-out targets per seed, median [min, max] over seeds; "
+             "*beats scratch*: target-seeds where the meta forest is more accurate than scratch.", "",
+             "| suite | shots per class | source forest (not adapted) | leaf refit only | meta forest | scratch | meta forest beats scratch |",
+             "|---|---|---|---|---|---|---|"]
+    for suite, rows in data["summary"].items():
+        for k, r in rows.items():
+            lines.append(f"| {suite} | {k} | {_pc(r['source_forest'])} | {_pc(r['leaf_refit_only'])} | "
+                         f"{_pc(r['meta_forest'])} | {_pc(r['scratch'])} | {r['meta_forest_beats_scratch']} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())
