@@ -19,6 +19,7 @@ from crossfeed.report._demo_report import (
 )
 from crossfeed.report._results import DemoResult
 from crossfeed.report._rl_report import rl_curves_png, rl_heatmap_png, rl_matrix, write_rl_report
+from crossfeed.report._search_report import pareto_png
 
 __all__ = [
     "DemoResult",
@@ -30,6 +31,7 @@ __all__ = [
     "decision_rows",
     "heatmap_png",
     "lineage_rows",
+    "pareto_png",
     "render_html",
     "render_markdown",
     "rl_curves_png",

@@ -11,6 +11,10 @@
 - :func:`spawn_experts`: one small expert per domain, distilled then fine-tuned (the spawn step of
   the ecosystem cycle).
 - :func:`export_onnx`: ONNX export with a parity check, written atomically.
+- :func:`search_architecture`: Optuna (TPE) search of a small model's architecture on one domain,
+  warm-started from other domains' best configurations (:func:`warm_start_configs`), over an
+  :class:`ArchitectureSpace`; a :class:`SearchResult` has the trials, the best and the
+  accuracy-vs-FLOPs Pareto front. Needs ``pip install 'crossfeed[search]'``.
 - :func:`spawn_command`, :func:`spawn_section`: what ``crossfeed spawn`` and ``crossfeed demo`` run.
 """
 
@@ -35,12 +39,21 @@ from crossfeed.spawn._quantize import (
     quantized_state,
     weights_file_size,
 )
+from crossfeed.spawn._search import (
+    ArchitectureSpace,
+    SearchResult,
+    pareto_front,
+    search_architecture,
+    warm_start_configs,
+)
 
 __all__ = [
+    "ArchitectureSpace",
     "DistillationHook",
     "Distiller",
     "ExportReport",
     "FREEZE_MODES",
+    "SearchResult",
     "export_onnx",
     "finetune",
     "frozen_parameters",
@@ -48,17 +61,20 @@ __all__ = [
     "is_quantized",
     "kd_loss",
     "make_student",
+    "pareto_front",
     "prune_structured",
     "prune_unstructured",
     "quantize",
     "quantize_dynamic",
     "quantize_static",
     "quantized_state",
+    "search_architecture",
     "soft_targets",
     "sparsity",
     "spawn_command",
     "spawn_experts",
     "spawn_section",
     "teacher_logits",
+    "warm_start_configs",
     "weights_file_size",
 ]
