@@ -161,7 +161,7 @@ class MetaForest(ClassifierMixin, BaseEstimator):
                     fresh_p = _aligned_proba(fresh, Xd[test], n_classes)
                     leaves_new, leaves_test = inner.apply(Xd[shots]), inner.apply(Xd[test])
                     q, c = _gathered(source, leaves_new, yd[shots], leaves_test)
-                    refit = {m: _refit_from(q, c, m) for m in self.prior_strengths}
+                    refit = {m: _posterior(q, c, m).mean(0) for m in self.prior_strengths}
                     for i, (m, w) in enumerate(grid):
                         p = (1 - w) * refit[m] + w * fresh_p
                         scores[k][i] += float((p.argmax(1) == yd[test]).mean())
@@ -206,7 +206,7 @@ class MetaForest(ClassifierMixin, BaseEstimator):
         leaves = self.forest_.apply(X)
         tables = getattr(self, "leaf_proba_", None)
         if tables is None:  # not adapted: the source forest
-            tables = [c / np.maximum(c.sum(1, keepdims=True), 1) for c in self.source_counts_]
+            tables = [_normalised(c) for c in self.source_counts_]
         p = np.mean([t[leaves[:, i]] for i, t in enumerate(tables)], axis=0)
         fresh = getattr(self, "fresh_", None)
         if fresh is not None:
@@ -222,46 +222,46 @@ def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
 
 
+def _counts(leaves: np.ndarray, codes: np.ndarray, n_nodes: int, n_classes: int) -> np.ndarray:
+    """The (nodes, classes) table of how many samples of each class reach each node of one tree."""
+    table = np.zeros((n_nodes, n_classes))
+    np.add.at(table, (leaves, codes), 1)
+    return table
+
+
+def _normalised(counts: np.ndarray) -> np.ndarray:
+    """Rows of class counts as distributions (an empty row stays zero)."""
+    return counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+
+
+def _posterior(q: np.ndarray, c: np.ndarray, m: float) -> np.ndarray:
+    """The leaf refit ``(m * q + c) / (m + n)``; ``q`` where there is neither prior nor data."""
+    n = m + c.sum(-1, keepdims=True)
+    return np.where(n > 0, (m * q + c) / np.where(n > 0, n, 1), q)
+
+
 def _leaf_counts(forest: ExtraTreesClassifier, X: np.ndarray, codes: np.ndarray, n_classes: int) -> list[np.ndarray]:
     """Per tree, the (nodes, classes) table of training samples reaching each leaf."""
     leaves = forest.apply(X)
-    tables = []
-    for t, est in enumerate(forest.estimators_):
-        table = np.zeros((est.tree_.node_count, n_classes))
-        np.add.at(table, (leaves[:, t], codes), 1)
-        tables.append(table)
-    return tables
+    return [_counts(leaves[:, t], codes, est.tree_.node_count, n_classes) for t, est in enumerate(forest.estimators_)]
 
 
 def _leaf_tables(source: list[np.ndarray], leaves_new: np.ndarray, codes: np.ndarray, m: float) -> list[np.ndarray]:
-    """Per tree, leaf distributions ``(m * q + counts) / (m + n)`` (q: the source distribution)."""
-    out = []
-    for t, counts in enumerate(source):
-        new = np.zeros_like(counts)
-        np.add.at(new, (leaves_new[:, t], codes), 1)
-        q = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        total = m + new.sum(1, keepdims=True)
-        out.append(np.where(total > 0, (m * q + new) / np.where(total > 0, total, 1), q))
-    return out
+    """Per tree, every leaf's refitted distribution (q: the source distribution)."""
+    return [_posterior(_normalised(counts), _counts(leaves_new[:, t], codes, *counts.shape), m)
+            for t, counts in enumerate(source)]
 
 
 def _gathered(source: list[np.ndarray], leaves_new: np.ndarray, codes: np.ndarray,
               leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per tree, at the rows whose leaves are ``leaves``: the source leaf distribution and the new
-    samples' counts in that leaf, stacked as (trees, rows, classes)."""
+    samples' counts in that leaf, stacked as (trees, rows, classes), so every candidate ``m``
+    costs one :func:`_posterior` instead of rebuilding the tables."""
     qs, cs = [], []
     for t, counts in enumerate(source):
-        new = np.zeros_like(counts)
-        np.add.at(new, (leaves_new[:, t], codes), 1)
-        q = counts[leaves[:, t]]
-        qs.append(q / np.maximum(q.sum(1, keepdims=True), 1))
-        cs.append(new[leaves[:, t]])
+        qs.append(_normalised(counts[leaves[:, t]]))
+        cs.append(_counts(leaves_new[:, t], codes, *counts.shape)[leaves[:, t]])
     return np.stack(qs), np.stack(cs)
-
-
-def _refit_from(q: np.ndarray, c: np.ndarray, m: float) -> np.ndarray:
-    n = m + c.sum(-1, keepdims=True)
-    return np.where(n > 0, (m * q + c) / np.where(n > 0, n, 1), q).mean(0)
 
 
 def _aligned_proba(forest: ExtraTreesClassifier, X: np.ndarray, n_classes: int) -> np.ndarray:
