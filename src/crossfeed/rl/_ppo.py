@@ -215,9 +215,7 @@ def train_ppo(
         return TrainResult(policy, curve, 0, time.perf_counter() - t0)
     model.learn(int(timesteps), callback=_Eval())
     vec.close()
-    if stop[0]:
-        at = curve[-1][0]
-        policy.load_state_dict(model.policy.state_dict(), strict=True)
-        return TrainResult(policy, curve, at, time.perf_counter() - t0)
+    if stop[0]:  # learning ended before another update: ``policy`` holds the weights just recorded
+        return TrainResult(policy, curve, curve[-1][0], time.perf_counter() - t0)
     record(int(model.num_timesteps))
     return TrainResult(policy, curve, int(model.num_timesteps), time.perf_counter() - t0)
