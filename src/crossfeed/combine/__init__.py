@@ -16,6 +16,10 @@ refuses members whose probabilities hold NaN or infinite values.
   :func:`binomial_p_value` and :func:`fixed_sequence`; ``stages="auto"`` picks the ladder.
 - :class:`Router`: a learned router (RouteLLM style, arXiv 2406.18665): per member, a small model
   predicts whether it will be right; each sample goes to one member, trading accuracy for cost.
+- :func:`compose_experts`: the large model and the experts behind a learned gate, one servable
+  mixture-of-experts model (top-k routing, load balancing); :func:`weight_ensemble`: fine-tuned
+  copies merged into a weight-ensembling MoE (WEMoE, arXiv 2402.00433); :func:`routing_shares`,
+  :func:`mixture_flops_per_sample` measure the routing.
 - :class:`TemperatureScaler` / :func:`fit_temperature`: temperature scaling (arXiv 1706.04599).
 """
 
@@ -34,6 +38,7 @@ from crossfeed.combine._math import (
     optimize_simplex_weights,
 )
 from crossfeed.combine._mean import MeanEnsemble
+from crossfeed.combine._moe import compose_experts, mixture_flops_per_sample, routing_shares, weight_ensemble
 from crossfeed.combine._risk import (
     RiskCertificate,
     accuracy_loss,
@@ -59,12 +64,16 @@ __all__ = [
     "candidate_thresholds",
     "caruana_selection",
     "cascade_outcomes",
+    "compose_experts",
     "entropy_confidence",
     "fit_temperature",
     "fixed_sequence",
     "margin_confidence",
     "max_prob_confidence",
     "mean_log_loss",
+    "mixture_flops_per_sample",
     "optimize_simplex_weights",
+    "routing_shares",
+    "weight_ensemble",
     "wsr_p_value",
 ]

@@ -1,4 +1,4 @@
-"""Models: TorchClassifier, architectures, cost, and safetensors I/O."""
+"""Models: TorchClassifier, architectures (mixtures of experts included), cost, and safetensors I/O."""
 
 # Importing a module registers its architectures (cnn2d; lstm, sentence_encoder; mf).
 from crossfeed.models._architectures import (
@@ -20,6 +20,7 @@ from crossfeed.models._cost import (
 from crossfeed.models._features import TorchEmbedding, feature_head
 from crossfeed.models._forest import MetaForest, sample_shots
 from crossfeed.models._io import load_model, save_model
+from crossfeed.models._moe import GatedMixture, RoutedLinear, WeightEnsemblingMoE
 from crossfeed.models._recsys import (
     FeatureNaiveBayes,
     MatrixFactorization,
@@ -42,6 +43,7 @@ __all__ = [
     "CNN2D_SIZES",
     "Cost",
     "FeatureNaiveBayes",
+    "GatedMixture",
     "LSTMClassifier",
     "LSTM_SIZES",
     "Linear",
@@ -49,11 +51,13 @@ __all__ = [
     "MatrixFactorization",
     "MatrixFactorizationNet",
     "MetaForest",
+    "RoutedLinear",
     "SentenceEncoderHead",
     "TfidfClassifier",
     "TorchClassifier",
     "TorchEmbedding",
     "Vocabulary",
+    "WeightEnsemblingMoE",
     "build_module",
     "check_torch_model",
     "count_params",
