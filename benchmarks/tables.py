@@ -306,6 +306,32 @@ def forest(name: str = "forest") -> str:
     return "\n".join(lines)
 
 
+def _pts(s: dict) -> str:
+    """A gap in points cut toward minus infinity to 0.1 point (never rounded up)."""
+    return f"{_cut(100 * s['median'])} [{_cut(100 * s['min'])}, {_cut(100 * s['max'])}]"
+
+
+def moe(suite: str = "mnist1d") -> str:
+    """Mixture of experts: each method's gap to the experts / v0 per domain, FLOPs and latency vs v0."""
+    data = json.loads((RESULTS / f"moe-{suite}.json").read_text())
+    m, summ = data["machine"], data["summary"]
+    domains = list(summ["v0"])
+    lines = [f"`{data['command']}`: seeds {data['settings']['seeds']}, {data['wall_seconds']:.0f} s on {m['cpu']}, one core, "
+             f"commit {data['commit']}. Gap (points, test split) to the domain's expert on each shifted domain and to "
+             "v0 on the general one, median [min, max] over seeds, cut toward minus infinity; FLOPs per sample as "
+             "routed and batch-1 `predict_proba` latency, both over v0's.", "",
+             "| method | " + " | ".join(domains) + " | seeds within 1 point everywhere | FLOPs / v0 | latency b1 / v0 |",
+             "|---|" + "---|" * (len(domains) + 3)]
+    for name, r in summ["methods"].items():
+        gaps = " | ".join(_pts(r["gap"][d]) for d in domains)
+        lines.append(f"| {name} | {gaps} | {r['goal_met_seeds']} | {_cut(r['flops_fraction']['median'], 3)} | "
+                     f"{_cut(r['latency_b1_ratio']['median'], 2)} |")
+    acc = lambda row: ", ".join(f"{d} {_cut(100 * v['median'])}" for d, v in row.items())  # noqa: E731
+    lines += ["", f"Accuracy % (median): v0 {acc(summ['v0'])}; distilled experts {acc(summ['experts']['distilled'])}; "
+              f"fine-tuned copies {acc(summ['experts']['finetuned'])}."]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())

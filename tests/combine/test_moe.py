@@ -9,7 +9,7 @@ import torch
 from crossfeed.combine import compose_experts, mixture_flops_per_sample, routing_shares, weight_ensemble
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.models import GatedMixture, TorchClassifier, flops_per_sample, load_model, save_model, warm_fit
-from crossfeed.models._moe import load_balancing_loss, mixture_log_proba, top_k_weights
+from crossfeed.models import load_balancing_loss, mixture_log_proba, top_k_weights
 
 MLP = {"hidden": (16,)}
 

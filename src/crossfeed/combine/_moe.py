@@ -29,8 +29,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from crossfeed.exceptions import LabelMismatchError, ValidationError
-from crossfeed.models import TorchClassifier
-from crossfeed.models._moe import load_balancing_loss, mixture_log_proba
+from crossfeed.models import (
+    GatedMixture,
+    TorchClassifier,
+    WeightEnsemblingMoE,
+    load_balancing_loss,
+    mixture_log_proba,
+)
 
 __all__ = ["compose_experts", "mixture_flops_per_sample", "routing_shares", "weight_ensemble"]
 
@@ -197,8 +202,6 @@ def compose_experts(
     spec = [{"architecture": m.module, "kwargs": copy.deepcopy(dict(m.module_kwargs or {}))} for _, m in pairs]
     kwargs = {"members": spec, "top_k": int(top_k), "gate_hidden": int(gate_hidden),
               "gate": None if gate is None else copy.deepcopy(dict(gate)), "member_names": names}
-    from crossfeed.models._moe import GatedMixture
-
     seed = 0 if random_state is None else int(random_state)
     torch.manual_seed(seed)
     module = GatedMixture(first.n_features_in_, len(first.classes_), **kwargs)
@@ -269,8 +272,6 @@ def mixture_flops_per_sample(model: TorchClassifier, X: Any) -> float:
 
 
 def _moe_module(model: TorchClassifier) -> Any:
-    from crossfeed.models._moe import GatedMixture
-
     module = getattr(model, "module_", None)
     if not isinstance(module, GatedMixture):
         raise ValidationError(f"expected a model made by compose_experts (module 'moe'); got {type(module).__name__}")
@@ -326,8 +327,6 @@ def weight_ensemble(
     spec = {"architecture": base.module, "kwargs": copy.deepcopy(dict(base.module_kwargs or {}))}
     kwargs = {"base": spec, "n_tasks": len(copies), "upscale": layers, "router_hidden": int(router_hidden),
               "lam": lam, "member_names": [n for n, _ in copies]}
-    from crossfeed.models._moe import WeightEnsemblingMoE
-
     seed = 0 if random_state is None else int(random_state)
     torch.manual_seed(seed)
     module = WeightEnsemblingMoE(base.n_features_in_, len(base.classes_), **kwargs)

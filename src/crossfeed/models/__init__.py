@@ -20,7 +20,14 @@ from crossfeed.models._cost import (
 from crossfeed.models._features import TorchEmbedding, feature_head
 from crossfeed.models._forest import MetaForest, sample_shots
 from crossfeed.models._io import load_model, save_model
-from crossfeed.models._moe import GatedMixture, RoutedLinear, WeightEnsemblingMoE
+from crossfeed.models._moe import (
+    GatedMixture,
+    RoutedLinear,
+    WeightEnsemblingMoE,
+    load_balancing_loss,
+    mixture_log_proba,
+    top_k_weights,
+)
 from crossfeed.models._recsys import (
     FeatureNaiveBayes,
     MatrixFactorization,
@@ -64,12 +71,15 @@ __all__ = [
     "feature_head",
     "fitted_copy",
     "flops_per_sample",
+    "load_balancing_loss",
     "load_model",
     "measure_cost",
     "measure_latency",
+    "mixture_log_proba",
     "sample_shots",
     "save_model",
     "sentence_encoder_classifier",
     "tokenize",
+    "top_k_weights",
     "warm_fit",
 ]
