@@ -106,8 +106,10 @@ def _sequence_row(report: Any) -> dict[str, Any]:
     }
 
 
-def _setup(seed: int, n_per_domain: int, epochs: int) -> tuple[DomainSuite, Any, dict[str, Any], dict[str, float]]:
-    """The suite, v0 (general domain only), both kinds of experts, and the seconds each took."""
+def _setup(seed: int, n_per_domain: int, epochs: int,
+           same_arch: bool = True) -> tuple[DomainSuite, Any, dict[str, Any], dict[str, float]]:
+    """The suite, v0 (general domain only), both kinds of experts (only the distilled ones without
+    ``same_arch``), and the seconds each took."""
     suite = load_suite("mnist1d", seed=seed, n_per_domain=n_per_domain)
     general = suite[suite.meta["general_domain"]]
     shifted = [n for n in suite.names if n != general.name]
@@ -122,6 +124,8 @@ def _setup(seed: int, n_per_domain: int, epochs: int) -> tuple[DomainSuite, Any,
                                    domains=shifted, random_state=seed),
     }
     seconds["experts_distilled"] = time.perf_counter() - t0
+    if not same_arch:
+        return suite, v0, experts, seconds
     t0 = time.perf_counter()
     experts["same_arch"] = {n: finetune(v0, suite[n], epochs=epochs, random_state=seed + i) for i, n in enumerate(shifted)}
     seconds["experts_same_arch"] = time.perf_counter() - t0

@@ -13,6 +13,8 @@
 Strategies by registry name:
 
 - ``"multi_teacher_kd"`` (:class:`MultiTeacherKD`): data-free multi-teacher distillation on field data.
+- ``"generative_augment"`` (:class:`GenerativeAugment`): per domain, a conditional VAE or GAN
+  fitted on the field rows sends synthetic rows that the domain's expert teaches on.
 - ``"data_feedback"`` (:class:`DataFeedback`): confident pseudo-labels of field data join the
   general training data.
 - ``"ensemble_distill"`` (:class:`EnsembleDistill`): the ensemble of the experts and the large
@@ -45,6 +47,14 @@ from crossfeed.feedback._base import (
     register,
 )
 from crossfeed.feedback._continual import diagonal_fisher, ewc_penalty
+from crossfeed.feedback._generative import (
+    GENERATORS,
+    ConditionalGAN,
+    ConditionalVAE,
+    c2st_accuracy,
+    dcr_ratio,
+    expert_agreement,
+)
 from crossfeed.feedback._merging import average_weights, task_arithmetic, task_vectors, ties_merge
 from crossfeed.feedback._params import Param, check_params
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundLog, RoundsStrategy, RoundState
@@ -58,6 +68,7 @@ from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
 from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
 from crossfeed.feedback.fedprox import FedProx, proximal_term  # noqa: E402
+from crossfeed.feedback.generative_augment import GenerativeAugment  # noqa: E402
 from crossfeed.feedback.joint_training import JointTraining  # noqa: E402
 from crossfeed.feedback.lwf import LwF  # noqa: E402
 from crossfeed.feedback.merge import Merge  # noqa: E402
@@ -69,6 +80,8 @@ from crossfeed.feedback.sequential_kd import SequentialKD  # noqa: E402
 from crossfeed.feedback.transfer_init import TransferInit  # noqa: E402
 
 __all__ = [
+    "ConditionalGAN",
+    "ConditionalVAE",
     "DataFeedback",
     "DistillData",
     "DomainFeedback",
@@ -80,6 +93,8 @@ __all__ = [
     "FeedbackContext",
     "FeedbackReport",
     "FeedbackStrategy",
+    "GENERATORS",
+    "GenerativeAugment",
     "JointTraining",
     "LocalTask",
     "LocalUpdate",
@@ -102,12 +117,15 @@ __all__ = [
     "absorb",
     "absorb_sequence",
     "average_weights",
+    "c2st_accuracy",
     "check_params",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
+    "dcr_ratio",
     "diagonal_fisher",
     "discover",
     "ewc_penalty",
+    "expert_agreement",
     "proximal_term",
     "register",
     "reptile_update",
