@@ -17,11 +17,15 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _git_commit() -> str | None:
-    """HEAD's short hash, marked ``+uncommitted-src`` when the package differs from it."""
+    """HEAD's short hash, marked ``+uncommitted-src`` when the package differs from it.
+
+    The pathspec is ``:/src`` (the repository's ``src``): git runs in ``benchmarks/``, where a plain
+    ``src`` named a folder that does not exist, so runs before this fix never got the mark.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, check=False).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/src"], capture_output=True, text=True,
                                cwd=Path(__file__).parent, check=False).stdout.strip()
     except OSError:
         return None
