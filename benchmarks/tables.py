@@ -332,6 +332,33 @@ def moe(suite: str = "mnist1d") -> str:
     return "\n".join(lines)
 
 
+def _abs3(s: dict) -> str:
+    f = lambda x: f"{math.floor(1000 * x + 1e-9) / 1000:.3f}"  # noqa: E731  (cut, never rounded up)
+    return f"{f(s['median'])} [{f(s['min'])}, {f(s['max'])}]"
+
+
+def generative(suite: str = "mnist1d") -> str:
+    """Generative augmentation: pooled absorption per strategy and field size, and sample quality."""
+    data = json.loads((RESULTS / f"generative-{suite}.json").read_text())
+    m, table = data["machine"], data["table"]
+    sizes = list(table)
+    lines = [f"`{data['command']}`: seeds {data['seeds']}, {data['seconds']:.0f} s on {m['cpu']}, one core. Pooled "
+             "absorption, median [min, max] over seeds, cut to 0.001; quality (VAE / GAN): expert agreement, C2ST "
+             "accuracy, DCR ratio, medians over domains then seeds.", "",
+             "| strategy | " + " | ".join(f"{n} field rows per domain" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for name in table[sizes[0]]:
+        lines.append(f"| {name} | " + " | ".join(_abs3(table[n][name]["pooled_absorption"]) for n in sizes) + " |")
+    for gen in ("cvae", "cgan"):
+        cells = []
+        for n in sizes:
+            r = table[n][f"generative_augment ({gen})"]
+            cells.append(" / ".join(f"{math.floor(1000 * r[q + '_over_domains']['median'] + 1e-9) / 1000:.3f}"
+                                    for q in ("expert_agreement", "c2st_accuracy", "dcr_ratio")))
+        lines.append(f"| quality, {gen} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())
