@@ -215,3 +215,26 @@ def test_the_gate_holdout_is_stratified_and_refuses_a_share_that_leaves_nothing(
         assert set(np.unique(y_gate)) == set(np.unique(d.y_val))  # every class on both sides
     with pytest.raises(EmptyDataError, match="none for training"):
         hold_out(small_suite, 0.999, seed=0)
+
+
+def test_gate_compose_measures_one_gated_mixture_of_the_served_models(tmp_path):
+    config = config_from_dict({**BASE, "generations": 1, "gate": {**BASE["gate"], "compose": 1}})
+    result = run_cycle(config, seed=0, out=tmp_path / "seed-0")
+    g1 = result.generations[-1]
+    composed, served = g1.accuracy["composed"], g1.accuracy["served"]
+    assert set(composed) == set(served)
+    acc = g1.accuracy
+    assert g1.served["shifted"]["label"] == "expert:shifted g1"  # measured (seed 0): large 0.47, expert 0.91 there
+    # the gate routes per input: shifted samples to their expert, default samples not to it
+    # (measured: composed 0.87 on shifted against the large model's 0.47; 0.69 on default against
+    # the shifted expert's 0.31 there)
+    assert composed["shifted"] > acc["large"]["shifted"] + 0.2
+    assert composed["default"] > acc["expert:shifted"]["default"] + 0.2
+    assert g1.seconds["compose"] > 0
+    with pytest.raises(ValidationError, match="gate.compose"):
+        config_from_dict({**BASE, "gate": {**BASE["gate"], "compose": -1}})
+    # the option, off, leaves a run's fingerprint as it was before it existed
+    from crossfeed.cycle._cycle import run_fingerprint
+
+    assert "compose" not in run_fingerprint(config_from_dict(BASE), 0)["config"]["gate"]
+    assert run_fingerprint(config, 0)["config"]["gate"]["compose"] == 1

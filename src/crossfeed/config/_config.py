@@ -167,6 +167,12 @@ class GateConfig:
 
     Round 1's gate is ``{test: tolerance, margin: 0.02, holdout: 0, route: false, advance: all}``
     (what ``feedback.gate: true`` and ``feedback.tolerance`` meant).
+
+    ``compose``: 0 (default) or k >= 1: every generation also composes the large model that goes
+    on and each domain's served model into one mixture of experts with a learned top-k gate
+    (:func:`crossfeed.combine.compose_experts`; trained on the gate's held-out data and on each
+    domain's field data routed to that domain's model) and measures it on every domain
+    (``accuracy["composed"]``). It needs torch models (``TorchClassifier``) everywhere.
     """
 
     test: str = "bootstrap"
@@ -177,6 +183,7 @@ class GateConfig:
     holdout: float = 0.5
     advance: str = "mean"
     resamples: int = 2000
+    compose: int = 0
 
 
 @dataclass(frozen=True)
@@ -423,6 +430,9 @@ def _check_gate(g: GateConfig) -> None:
         raise ValidationError(f"gate.confidence must be strictly between 0 and 1 (e.g. 0.9); got {g.confidence}")
     if not 0.0 <= g.holdout < 1.0:
         raise ValidationError(f"gate.holdout must be in [0, 1) (share of each validation split); got {g.holdout}")
+    if isinstance(g.compose, bool) or not isinstance(g.compose, int) or g.compose < 0:
+        raise ValidationError(
+            f"gate.compose must be 0 (off) or the top-k of the composed mixture (1, 2, ...); got {g.compose!r}")
     if g.resamples < 100:
         raise ValidationError(f"gate.resamples must be at least 100; got {g.resamples}")
     if g.test in ("bootstrap", "wsr") and g.holdout == 0.0:

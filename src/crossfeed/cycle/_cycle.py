@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from crossfeed._progress import Progress, SilentProgress
+from crossfeed.combine import compose_experts
 from crossfeed.config import ExperimentConfig, config_from_dict, config_to_dict
 from crossfeed.cycle._checkpoint import (
     RUN_FILE,
@@ -233,6 +234,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
     data = config_to_dict(config)
     for key in ("name", "seeds", "device"):
         data.pop(key)
+    if not data["gate"].get("compose"):
+        data["gate"].pop("compose", None)  # runs written before the option existed keep their fingerprint
     return {"config": data, "seed": seed}
 
 
@@ -352,6 +355,10 @@ def _generation(
         else prediction_accuracy(state.model(ref), d.X_test, d.y_test)
         for d in suite for ref in [state.served[d.name]]
     }
+    if config.gate.compose:
+        t0 = time.perf_counter()
+        accuracy["composed"] = domain_accuracy(_composed(config, suite, gate_data, state, kept, seed, g), suite, "test")
+        seconds["compose"] = time.perf_counter() - t0
     new_sha = weights_sha256(new)
     spawn_seed, feedback_seed = _step_seeds(seed, g)
     lineage = {
@@ -372,6 +379,35 @@ def _generation(
         lineage=lineage,
     )
     return experts, None if outcome.advanced else new, record
+
+
+def _composed(config: ExperimentConfig, suite: DomainSuite, gate_data: GateData, state: _State, kept: Any,
+              seed: int, g: int) -> TorchClassifier:
+    """The large model that goes on and every domain's served model behind one learned gate (``gate.compose``)."""
+    members: dict[str, Any] = {"large": kept}
+    member_of: dict[str, str] = {}
+    for d in suite.names:
+        ref = state.served[d]
+        if ref == state.large:
+            member_of[d] = "large"
+            continue
+        name = next((n for n, m in members.items() if m is state.model(ref)), ref.label)
+        members.setdefault(name, state.model(ref))
+        member_of[d] = name
+    if len(members) < 2:  # every domain is served by the large model: the mixture is that model
+        return kept
+    X = np.concatenate([_flat_rows(gate_data[d][0]) for d in suite.names])
+    y = np.concatenate([gate_data[d][1] for d in suite.names])
+    routed = [d for d in suite.names if suite[d].X_field is not None and len(suite[d].X_field)]
+    X_routed = np.concatenate([_flat_rows(suite[d].X_field) for d in routed]) if routed else None
+    routed_to = [member_of[d] for d in routed for _ in range(len(suite[d].X_field))] if routed else None
+    return compose_experts(members, X, y, X_routed=X_routed, routed_to=routed_to, top_k=min(config.gate.compose, len(members)),
+                           random_state=_derive_seed(seed, g, 5))
+
+
+def _flat_rows(X: Any) -> np.ndarray:
+    X = np.asarray(X)
+    return X.reshape(len(X), -1)
 
 
 def load_cycle(run_dir: str | Path) -> CycleResult | None:

@@ -35,6 +35,8 @@ def accuracy_matrix(cycle: CycleResult) -> tuple[list[str], np.ndarray]:
     last = cycle.generations[-1]
     if "served" in last.accuracy:
         rows.append((f"served g{last.generation}", last.accuracy["served"]))
+    if "composed" in last.accuracy:
+        rows.append((f"composed (gated mixture) g{last.generation}", last.accuracy["composed"]))
     rows += [(f"{name.replace('expert:', 'expert ')} g{last.generation}", acc)
              for name, acc in last.accuracy.items() if name.startswith("expert:")]
     return [r[0] for r in rows], np.array([[acc[d] for d in cycle.domains] for _, acc in rows])
