@@ -77,6 +77,9 @@ def main() -> None:
                                          for c in result.cycles},
         "mean_shifted_large_accuracy": {c.seed: np.mean(c.large_matrix()[:, shifted], axis=1).tolist()
                                         for c in result.cycles},
+        "mean_composed_accuracy": {c.seed: [float(np.mean([g.accuracy["composed"][d] for d in c.domains]))
+                                            for g in c.generations if "composed" in g.accuracy]
+                                   for c in result.cycles} if config.gate.compose else None,
         "seeds": [c.to_dict() for c in result.cycles],
     }
     print(f"served falls beyond {100 * margin:g} points: {served_beyond}")
