@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from crossfeed._validation import check_labels, check_members, encode_labels
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.models import (
     GatedMixture,
@@ -43,13 +44,10 @@ Members = Sequence[tuple[str, TorchClassifier]] | Mapping[str, TorchClassifier]
 
 
 def _pairs(members: Members, what: str, minimum: int = 2) -> list[tuple[str, TorchClassifier]]:
-    pairs = list(members.items()) if isinstance(members, Mapping) else list(members)
+    pairs = check_members(list(members.items()) if isinstance(members, Mapping) else members, owner=what)
     if len(pairs) < minimum:
         raise ValidationError(f"{what} needs at least {minimum} models; got {len(pairs)}")
-    for item in pairs:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValidationError(f"{what}: members must be (name, model) pairs or a dict name -> model; got {item!r}")
-        name, model = item
+    for name, model in pairs:
         if not isinstance(model, TorchClassifier) or not hasattr(model, "module_"):
             raise ValidationError(f"{what}: member {name!r} must be a fitted TorchClassifier; got {type(model).__name__}")
         if not isinstance(model.module, str):
@@ -57,9 +55,6 @@ def _pairs(members: Members, what: str, minimum: int = 2) -> list[tuple[str, Tor
                 f"{what}: member {name!r} was built from a {type(model.module).__name__}, not a registered architecture "
                 "name, so the composed model could not be saved or rebuilt; fit it with module='<name>'"
             )
-    names = [n for n, _ in pairs]
-    if len(set(names)) != len(names):
-        raise ValidationError(f"{what}: member names must be unique; got {names}")
     first_name, first = pairs[0]
     for name, model in pairs[1:]:
         if not np.array_equal(model.classes_, first.classes_):
@@ -90,13 +85,11 @@ def _shell(template: TorchClassifier, architecture: str, kwargs: dict[str, Any],
     return model
 
 
-def _flat(model: TorchClassifier, X: Any, name: str) -> np.ndarray:
+def _flat(model: TorchClassifier, X: Any) -> np.ndarray:
     return model._validate(X, reset=False).reshape(-1, model.n_features_in_)  # shape- and NaN-checked
 
 
 def _labels(model: TorchClassifier, y: Any, n: int, name: str) -> np.ndarray:
-    from crossfeed._validation import check_labels, encode_labels
-
     return encode_labels(check_labels(y, n, name=name), model.classes_, name=name, context="the members' classes")
 
 
@@ -183,11 +176,11 @@ def compose_experts(
     parts: list[np.ndarray] = []
     y_idx = route_idx = None
     if X is not None:
-        Xl = _flat(first, X, "X")
+        Xl = _flat(first, X)
         y_idx = _labels(first, y, len(Xl), "y")
         parts.append(Xl)
     if X_routed is not None:
-        Xr = _flat(first, X_routed, "X_routed")
+        Xr = _flat(first, X_routed)
         targets = np.asarray(routed_to).reshape(-1)
         if len(targets) != len(Xr):
             raise ValidationError(f"routed_to has {len(targets)} entries but X_routed has {len(Xr)} rows")
@@ -228,15 +221,13 @@ def compose_experts(
             logits = module.gate(Xt[b])
             log_g = torch.log_softmax(logits, dim=-1)
             loss = balance * load_balancing_loss(log_g.exp())
-            lab = b[b < n_labelled]
-            if len(lab):
-                sel = b < n_labelled
-                mix = mixture_log_proba(log_g[sel], member_lp[lab])
-                loss = loss + nn.functional.nll_loss(mix, y_t[lab]) * sel.float().mean()
-            rout = b[b >= n_labelled]
-            if len(rout):
-                sel = b >= n_labelled
-                loss = loss + nn.functional.nll_loss(log_g[sel], r_t[rout - n_labelled]) * sel.float().mean()
+            labelled = b < n_labelled  # labelled rows come first in X_all, routed rows after them
+            if labelled.any():
+                mix = mixture_log_proba(log_g[labelled], member_lp[b[labelled]])
+                loss = loss + nn.functional.nll_loss(mix, y_t[b[labelled]]) * labelled.float().mean()
+            if not labelled.all():
+                routed = ~labelled
+                loss = loss + nn.functional.nll_loss(log_g[routed], r_t[b[routed] - n_labelled]) * routed.float().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -251,7 +242,7 @@ def routing_shares(model: TorchClassifier, X: Any) -> dict[str, float]:
     """Share of the samples of ``X`` whose top-1 member is each member of a composed ``"moe"`` model."""
     module = _moe_module(model)
     with torch.no_grad():
-        gate = module.gate(torch.as_tensor(_flat(model, X, "X")))
+        gate = module.gate(torch.as_tensor(_flat(model, X)))
     counts = np.bincount(gate.argmax(dim=-1).numpy(), minlength=len(module.members))
     names = (model.module_kwargs or {}).get("member_names") or [f"member{i}" for i in range(len(counts))]
     return {str(n): float(c / counts.sum()) for n, c in zip(names, counts)}
@@ -265,7 +256,7 @@ def mixture_flops_per_sample(model: TorchClassifier, X: Any) -> float:
     each member only on the rows routed to it) and divides by its size.
     """
     module = model.module_.cpu().eval()
-    Xt = torch.as_tensor(_flat(model, X, "X"))
+    Xt = torch.as_tensor(_flat(model, X))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(Xt)
     return float(counter.get_total_flops()) / len(Xt)
@@ -351,7 +342,7 @@ def weight_ensemble(
     routers = [p for n, p in module.named_parameters() if ".router." in n]
     for p in routers:
         p.requires_grad_(True)
-    Xt = torch.as_tensor(_flat(base, X, "X"))
+    Xt = torch.as_tensor(_flat(base, X))
     y_t = None if y is None else torch.as_tensor(_labels(base, y, len(Xt), "y"), dtype=torch.long)
     module.eval()  # BatchNorm keeps its merged statistics; only the routers learn
     opt = torch.optim.Adam(routers, lr=lr)

@@ -388,26 +388,17 @@ def _composed(config: ExperimentConfig, suite: DomainSuite, gate_data: GateData,
     member_of: dict[str, str] = {}
     for d in suite.names:
         ref = state.served[d]
-        if ref == state.large:
-            member_of[d] = "large"
-            continue
-        name = next((n for n, m in members.items() if m is state.model(ref)), ref.label)
-        members.setdefault(name, state.model(ref))
-        member_of[d] = name
+        member_of[d] = "large" if ref == state.large else ref.label
+        members.setdefault(member_of[d], state.model(ref))
     if len(members) < 2:  # every domain is served by the large model: the mixture is that model
         return kept
-    X = np.concatenate([_flat_rows(gate_data[d][0]) for d in suite.names])
+    X = np.concatenate([gate_data[d][0] for d in suite.names])
     y = np.concatenate([gate_data[d][1] for d in suite.names])
     routed = [d for d in suite.names if suite[d].X_field is not None and len(suite[d].X_field)]
-    X_routed = np.concatenate([_flat_rows(suite[d].X_field) for d in routed]) if routed else None
+    X_routed = np.concatenate([suite[d].X_field for d in routed]) if routed else None
     routed_to = [member_of[d] for d in routed for _ in range(len(suite[d].X_field))] if routed else None
     return compose_experts(members, X, y, X_routed=X_routed, routed_to=routed_to, top_k=min(config.gate.compose, len(members)),
                            random_state=_derive_seed(seed, g, 5))
-
-
-def _flat_rows(X: Any) -> np.ndarray:
-    X = np.asarray(X)
-    return X.reshape(len(X), -1)
 
 
 def load_cycle(run_dir: str | Path) -> CycleResult | None:

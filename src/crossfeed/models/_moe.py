@@ -199,22 +199,20 @@ class GatedMixture(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        if self.top_k == 1 and x.shape[0] == 1 and not (self.training or torch.compiler.is_exporting()):
-            return torch.log_softmax(self.members[int(self.gate(x).argmax())](x), dim=-1)  # the fast path
-        weights = self.routing(x)
+        logits = self.gate(x)
         if self.training or torch.compiler.is_exporting():
             member_lp = torch.stack([torch.log_softmax(m(x), dim=-1) for m in self.members], dim=1)
-            return mixture_log_proba(torch.log(weights), member_lp)
-        top_w, top_i = weights.topk(self.top_k, dim=-1)
-        if x.shape[0] == 1:  # one sample: run its members, no bookkeeping
-            proba = sum(top_w[:, j:j + 1] * torch.softmax(self.members[int(top_i[0, j])](x), dim=-1)
-                        for j in range(self.top_k))
-            return torch.log(proba.clamp_min(1e-30))
+            return mixture_log_proba(torch.log(top_k_weights(logits, self.top_k)), member_lp)
+        if self.top_k == 1 and x.shape[0] == 1:  # the fast path: one sample, one member
+            return torch.log_softmax(self.members[int(logits.argmax())](x), dim=-1)
+        top, top_i = logits.topk(self.top_k, dim=-1)  # as top_k_weights picks them
+        top_w = torch.softmax(top, dim=-1)
         proba = x.new_zeros(x.shape[0], self.n_classes)
         for m in torch.unique(top_i).tolist():
-            rows = torch.nonzero((top_i == m).any(dim=-1)).squeeze(1)
+            chosen = top_i == m
+            rows = torch.nonzero(chosen.any(dim=-1)).squeeze(1)
             p = torch.softmax(self.members[m](x.index_select(0, rows)), dim=-1)
-            proba.index_add_(0, rows, weights.index_select(0, rows)[:, m:m + 1] * p)
+            proba.index_add_(0, rows, (top_w * chosen).sum(dim=-1, keepdim=True).index_select(0, rows) * p)
         return torch.log(proba.clamp_min(1e-30))
 
 
