@@ -308,7 +308,7 @@ def forest(name: str = "forest") -> str:
 
 def _pts(s: dict) -> str:
     """A gap in points cut toward minus infinity to 0.1 point (never rounded up)."""
-    return f"{_cut(100 * s['median'])} [{_cut(100 * s['min'])}, {_cut(100 * s['max'])}]"
+    return _ret({k: 100 * s[k] for k in ("median", "min", "max")})
 
 
 def moe(suite: str = "mnist1d") -> str:
@@ -333,8 +333,7 @@ def moe(suite: str = "mnist1d") -> str:
 
 
 def _abs3(s: dict) -> str:
-    f = lambda x: f"{math.floor(1000 * x + 1e-9) / 1000:.3f}"  # noqa: E731  (cut, never rounded up)
-    return f"{f(s['median'])} [{f(s['min'])}, {f(s['max'])}]"
+    return f"{_cut(s['median'], 3)} [{_cut(s['min'], 3)}, {_cut(s['max'], 3)}]"
 
 
 def generative(suite: str = "mnist1d") -> str:
@@ -353,7 +352,7 @@ def generative(suite: str = "mnist1d") -> str:
         cells = []
         for n in sizes:
             r = table[n][f"generative_augment ({gen})"]
-            cells.append(" / ".join(f"{math.floor(1000 * r[q + '_over_domains']['median'] + 1e-9) / 1000:.3f}"
+            cells.append(" / ".join(_cut(r[q + "_over_domains"]["median"], 3)
                                     for q in ("expert_agreement", "c2st_accuracy", "dcr_ratio")))
         lines.append(f"| quality, {gen} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
