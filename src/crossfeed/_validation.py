@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -165,3 +166,10 @@ def is_fitted(estimator: BaseEstimator) -> bool:
     except Exception:
         return False
     return True
+
+
+def check_int(value: Any, name: str, low: int) -> int:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool) >= ``low``, else ``ValidationError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValidationError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from crossfeed._validation import check_labels, check_members, encode_labels
+from crossfeed._validation import check_int, check_labels, check_members, encode_labels
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 from crossfeed.models import (
     GatedMixture,
@@ -93,12 +93,6 @@ def _labels(model: TorchClassifier, y: Any, n: int, name: str) -> np.ndarray:
     return encode_labels(check_labels(y, n, name=name), model.classes_, name=name, context="the members' classes")
 
 
-def _check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValidationError(f"{name} must be an integer >= {low}; got {value!r}")
-
-
 def _check_nonneg(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
         raise ValidationError(f"{name} must be a finite number >= 0; got {value!r}")
@@ -157,12 +151,12 @@ def compose_experts(
     pairs = _pairs(members, "compose_experts")
     names = [n for n, _ in pairs]
     first = pairs[0][1]
-    _check_positive(top_k, "top_k")
+    check_int(top_k, "top_k", 1)
     if top_k > len(pairs):
         raise ValidationError(f"top_k={top_k} but there are only {len(pairs)} members; choose 1..{len(pairs)}")
-    _check_positive(gate_hidden, "gate_hidden", allow_zero=True)
-    _check_positive(epochs, "epochs")
-    _check_positive(batch_size, "batch_size")
+    check_int(gate_hidden, "gate_hidden", 0)
+    check_int(epochs, "epochs", 1)
+    check_int(batch_size, "batch_size", 1)
     balance = _check_nonneg(balance, "balance")
     if (X is None) != (y is None):
         raise ValidationError("pass X and y together (labelled rows for the gate), or neither")
@@ -311,9 +305,9 @@ def weight_ensemble(
             )
     linear = [n for n, m in base.module_.named_modules() if isinstance(m, nn.Linear)]
     layers = list(linear if upscale is None else upscale)
-    _check_positive(router_hidden, "router_hidden", allow_zero=True)
-    _check_positive(epochs, "epochs")
-    _check_positive(batch_size, "batch_size")
+    check_int(router_hidden, "router_hidden", 0)
+    check_int(epochs, "epochs", 1)
+    check_int(batch_size, "batch_size", 1)
     lam = _check_nonneg(lam, "lam")
     spec = {"architecture": base.module, "kwargs": copy.deepcopy(dict(base.module_kwargs or {}))}
     kwargs = {"base": spec, "n_tasks": len(copies), "upscale": layers, "router_hidden": int(router_hidden),

@@ -49,6 +49,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from crossfeed._validation import check_int
 from crossfeed.exceptions import EmptyDataError, LabelMismatchError, NotFittedError, ValidationError
 
 __all__ = ["GENERATORS", "ConditionalGAN", "ConditionalVAE", "allocate", "c2st_accuracy", "dcr_ratio",
@@ -78,9 +79,9 @@ class _Generator:
         ``seed`` fixes the initial weights, the batches and the noise. Returns ``self``.
         """
         for name in ("latent_dim", "hidden", "batch_size"):
-            _check_int(f"{type(self).__name__}.{name}", getattr(self, name), 1)
-        _check_int("steps", steps, 1)
-        _check_int("seed", seed, 0)
+            check_int(getattr(self, name), f"{type(self).__name__}.{name}", 1)
+        check_int(steps, "steps", 1)
+        check_int(seed, "seed", 0)
         if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
             raise ValidationError(f"{type(self).__name__}.lr must be a finite number > 0; got {self.lr!r}")
         X = np.asarray(X, dtype=np.float32)
@@ -330,7 +331,7 @@ def allocate(counts: Sequence[int] | np.ndarray, n: int, how: str = "proportiona
     counts = np.asarray(counts, dtype=float)
     if counts.ndim != 1 or (counts < 0).any() or counts.sum() <= 0:
         raise ValidationError(f"counts must be a 1-d array of counts >= 0 with a positive sum; got {counts.tolist()}")
-    _check_int("n", n, 0)
+    check_int(n, "n", 0)
     if how not in ("proportional", "balanced"):
         raise ValidationError(f"how must be 'proportional' or 'balanced'; got {how!r}")
     weights = counts if how == "proportional" else (counts > 0).astype(float)
@@ -402,7 +403,7 @@ def c2st_accuracy(X_real: np.ndarray, X_fake: np.ndarray, *, folds: int = 5, see
     True
     """
     real, fake = _pair(X_real, X_fake, "c2st_accuracy")
-    _check_int("folds", folds, 2)
+    check_int(folds, "folds", 2)
     n = min(len(real), len(fake))
     if n < folds:
         raise ValidationError(f"c2st_accuracy needs at least folds={folds} rows of each set; got {len(real)} real "
@@ -477,6 +478,3 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValidationError(f"{name} must be an integer >= {low}; got {value!r}")
