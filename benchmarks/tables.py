@@ -201,8 +201,13 @@ def _cut(x: float, digits: int = 1) -> str:
     return f"{math.floor(f * x + 1e-9) / f:.{digits}f}"
 
 
+def _span(s: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """``median [min, max]`` of a summary, each times ``scale``, cut (never rounded up) to ``digits``."""
+    return f"{_cut(scale * s['median'], digits)} [{_cut(scale * s['min'], digits)}, {_cut(scale * s['max'], digits)}]"
+
+
 def _ret(s: dict) -> str:
-    return f"{_cut(s['median'])} [{_cut(s['min'])}, {_cut(s['max'])}]"
+    return _span(s)
 
 
 def _frac(s: dict) -> str:
@@ -287,7 +292,7 @@ def rl(suite: str = "cartpole") -> str:
 
 def _pc(s: dict) -> str:
     """An accuracy summary in % cut (never rounded up) to 0.01 point."""
-    return f"{_cut(100 * s['median'], 2)} [{_cut(100 * s['min'], 2)}, {_cut(100 * s['max'], 2)}]"
+    return _span(s, 100, 2)
 
 
 def forest(name: str = "forest") -> str:
@@ -308,7 +313,7 @@ def forest(name: str = "forest") -> str:
 
 def _pts(s: dict) -> str:
     """A gap in points cut toward minus infinity to 0.1 point (never rounded up)."""
-    return _ret({k: 100 * s[k] for k in ("median", "min", "max")})
+    return _span(s, 100)
 
 
 def moe(suite: str = "mnist1d") -> str:
@@ -333,7 +338,7 @@ def moe(suite: str = "mnist1d") -> str:
 
 
 def _abs3(s: dict) -> str:
-    return f"{_cut(s['median'], 3)} [{_cut(s['min'], 3)}, {_cut(s['max'], 3)}]"
+    return _span(s, digits=3)
 
 
 def generative(suite: str = "mnist1d") -> str:
