@@ -35,7 +35,8 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.feedback.ensemble_distill", "crossfeed.feedback.multi_teacher_kd",
                                     "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._domain", "crossfeed.data._fashion",
                                     "crossfeed.models._cnn2d", "crossfeed.models._features", "crossfeed.models._recsys",
-                                    "crossfeed.data._movielens", "crossfeed.rl._distill", "crossfeed.rl._meta"])
+                                    "crossfeed.data._movielens", "crossfeed.rl._distill", "crossfeed.rl._meta",
+                                    "crossfeed.training._distributed"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -26,7 +26,7 @@ from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.experiments import load_config, load_experiment, run_demo, run_experiment
 from crossfeed.report import accuracy_matrix, lineage_rows, write_experiment_report
 from crossfeed.spawn import spawn_command
-from crossfeed.training import resolve_device
+from crossfeed.training import init_from_env, resolve_device
 
 app = typer.Typer(help="crossfeed: make large and small models better together.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -191,16 +191,28 @@ def run(
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="continue a killed run from its last finished generation"),
     device: str | None = typer.Option(None, "--device", help="override the config's device (cpu, cuda, auto)"),
+    until: int | None = typer.Option(None, "--until", min=0,
+                                     help="stop after this generation; run again to go on (e.g. --until 0 under "
+                                          "torchrun trains generation 0 data-parallel)"),
 ) -> None:
-    """Run the cycle of a YAML experiment: generations of spawn -> specialise -> feed back, every seed."""
+    """Run the cycle of a YAML experiment: generations of spawn -> specialise -> feed back, every seed.
+
+    Under torchrun (torchrun --nproc_per_node=2 -m crossfeed.cli run CONFIG --until 0) every training
+    step is data-parallel and only rank 0 writes and prints.
+    """
     try:
         cfg = load_config(config)
         if device is not None:
             cfg = dataclasses.replace(cfg, device=device)
         folder = out if out is not None else Path("runs") / cfg.name
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as bars:
-            result = run_experiment(cfg, folder, resume=resume, progress=RichProgress(bars))
+        w = init_from_env(cfg.device)
+        if not w.parallel or w.rank == 0:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as bars:
+                result = run_experiment(cfg, folder, resume=resume, progress=RichProgress(bars), until=until)
+        else:
+            run_experiment(cfg, folder, resume=resume, until=until)
+            return
     except CrossfeedError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

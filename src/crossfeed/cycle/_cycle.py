@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from crossfeed._progress import Progress, SilentProgress
+from crossfeed._validation import check_int
 from crossfeed.combine import compose_experts
 from crossfeed.config import ExperimentConfig, config_from_dict, config_to_dict
 from crossfeed.cycle._checkpoint import (
@@ -113,6 +114,7 @@ def run_cycle(
     progress: Progress | None = None,
     suite: DomainSuite | None = None,
     field: FieldSource | Iterable[Mapping[str, Any]] | None = None,
+    until: int | None = None,
 ) -> CycleResult:
     """Run ``config.generations`` generations of the cycle for one seed; checkpoint each under ``out``.
 
@@ -129,6 +131,9 @@ def run_cycle(
     field : the field data, overriding ``config.field_data``: an iterable whose item ``i`` maps
         domains to generation ``i + 1``'s batch (``X`` or ``(X, y)``), or a field source
         (:class:`crossfeed.cycle.FolderField`, ...).
+    until : stop after this generation (None: ``config.generations``); a later call with the same
+        ``out`` resumes from there. Run generation 0 data-parallel on several machines with
+        ``until=0`` under torchrun, then the rest in one process (see the README).
 
     Returns
     -------
@@ -141,6 +146,7 @@ def run_cycle(
     >>> result.served_matrix()   # generations x domains                                # doctest: +SKIP
     """
     progress = progress or SilentProgress()
+    last = config.generations if until is None else check_int(until, "run_cycle(until=...)", 0)
     if suite is None:
         progress.stage(f"loading suite {config.suite.name!r} (seed {seed})")
         suite = load_suite(config.suite.name, seed=seed, **config.suite.kwargs)
@@ -169,7 +175,7 @@ def run_cycle(
     result = CycleResult(seed, suite.names, general, history, resumed_from=start_gen - 1 if start_gen else None,
                          margin=config.gate.margin)
 
-    for g in range(start_gen, config.generations + 1):
+    for g in range(start_gen, min(last, config.generations) + 1):
         t0 = time.perf_counter()
         if g == 0:
             progress.stage("generation 0: training the large model")

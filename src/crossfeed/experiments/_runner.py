@@ -21,14 +21,25 @@ from crossfeed.config import ExperimentConfig, config_diff, load_config, save_co
 from crossfeed.cycle import ExperimentResult, load_cycle, run_cycle
 from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.report import write_experiment_report
+from crossfeed.training import from_main, world
 
 __all__ = ["ExperimentResult", "load_experiment", "run_experiment"]
 
 
 def run_experiment(
-    config: ExperimentConfig, out: str | Path | None = None, *, resume: bool = True, progress: Progress | None = None
+    config: ExperimentConfig, out: str | Path | None = None, *, resume: bool = True, progress: Progress | None = None,
+    until: int | None = None,
 ) -> ExperimentResult:
     """Run the cycle of ``config`` for each of its seeds; write checkpoints, results and report under ``out``.
+
+    ``until``: stop every seed after this generation (see :func:`crossfeed.cycle.run_cycle`); run
+    again with the same ``out`` to go on.
+
+    Under torchrun (a ``torch.distributed`` process group, :func:`crossfeed.training.init_from_env`)
+    every process runs the same cycle and every training is data-parallel; only rank 0 writes
+    ``out``. Such a run starts from a folder without finished generations (the other ranks cannot
+    read rank 0's checkpoints): train generation 0 that way with ``until=0``, then go on in one
+    process, which resumes from the checkpoints.
 
     Example
     -------
@@ -37,6 +48,13 @@ def run_experiment(
     """
     progress = progress or SilentProgress()
     root = Path(out) if out is not None else None
+    w = world()
+    if w.parallel:
+        problem = from_main(_distributed_start_problem(root, config) if w.rank == 0 else None, w)
+        if problem:
+            raise ValidationError(problem)
+        if w.rank != 0:
+            root, progress = None, SilentProgress()
     if root is not None:
         _claim(root, config)
     start = time.perf_counter()
@@ -44,12 +62,28 @@ def run_experiment(
     for seed in config.seeds:
         progress.stage(f"seed {seed}")
         cycles.append(run_cycle(config, seed, None if root is None else root / f"seed-{seed}", resume=resume,
-                                progress=progress))
+                                progress=progress, until=until))
     result = ExperimentResult(config, cycles, root, round(time.perf_counter() - start, 2))
     if root is not None:
         atomic_write_bytes(root / "results.json", json.dumps(result.to_dict(), indent=2).encode())
         write_experiment_report(result, root)
     return result
+
+
+def _distributed_start_problem(root: Path | None, config: ExperimentConfig) -> str | None:
+    """Why a data-parallel run cannot start in ``root`` (None: it can)."""
+    if root is None:
+        return None
+    finished = sorted(str(p.parent.relative_to(root)) for p in root.glob("seed-*/gen-*/generation.json"))
+    if finished:
+        return (f"a data-parallel run (torchrun) starts from a folder without finished generations, but {root} holds "
+                f"{', '.join(finished[:4])}{' ...' if len(finished) > 4 else ''}; resume it in one process "
+                "(crossfeed run without torchrun), or pass a new --out")
+    try:
+        _claim(root, config)
+    except CrossfeedError as exc:
+        return str(exc)
+    return None
 
 
 def load_experiment(run_dir: str | Path) -> ExperimentResult:

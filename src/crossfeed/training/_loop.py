@@ -18,6 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from crossfeed.exceptions import ValidationError
+from crossfeed.training._distributed import (
+    World,
+    average_buffers,
+    broadcast_from_main,
+    prepare_module,
+    sum_gradients,
+    sum_scalar,
+    world,
+)
 from crossfeed.training._hooks import Batch, TrainingHook
 
 logger = logging.getLogger(__name__)
@@ -63,7 +72,9 @@ class TrainConfig:
     """Settings of :func:`train`.
 
     ``patience`` enables early stopping on the validation loss (only with validation data); the
-    weights of the best epoch are restored at the end.
+    weights of the best epoch are restored at the end. ``distributed``: take part in an initialised
+    ``torch.distributed`` process group (data-parallel, see :mod:`crossfeed.training._distributed`);
+    False trains in this process alone even under torchrun.
     """
 
     epochs: int = 20
@@ -77,6 +88,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     threads: int | None = None
+    distributed: bool = True
 
     def validate(self) -> None:
         if isinstance(self.epochs, bool) or not (isinstance(self.epochs, numbers.Integral) and self.epochs >= 1):
@@ -205,12 +217,16 @@ def _train(
         Xv = torch.as_tensor(np.asarray(X_val, dtype=np.float32)).to(device)
         yv = torch.as_tensor(np.asarray(y_val, dtype=np.int64)).to(device)
 
+    w = world() if cfg.distributed else World()
+    module = prepare_module(module, device, w)
     module.to(device).train()
     params = [p for p in module.parameters() if p.requires_grad]
+    n_module_params = len(params)
     for hook in hooks:
         params.extend(hook.setup(module, device) or [])
     if not params:
         raise ValidationError("the module has no trainable parameters; unfreeze some layers before training")
+    broadcast_from_main([*module.state_dict(keep_vars=True).values(), *params[n_module_params:]], w)
     optimizer = _make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
     autocast = (
         torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -225,22 +241,28 @@ def _train(
         for epoch in range(cfg.epochs):
             module.train()
             running, seen = torch.zeros((), device=device), 0
-            for idx in _epoch_batches(hooks, epoch, n, cfg.batch_size, generator, device):
-                batch = Batch(
-                    x=Xt[idx], y=yt[idx], index=idx,
-                    weight=None if wt is None else wt[idx],
-                    soft=None if st is None else st[idx],
-                )
-                with autocast:
-                    logits = module(batch.x).float()
-                    loss = _batch_loss(batch, logits, module, hooks)
+            for batch_index in _epoch_batches(hooks, epoch, n, cfg.batch_size, generator, device):
+                idx = w.shard(batch_index)  # the whole batch in a single-process run
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if len(idx):
+                    batch = Batch(
+                        x=Xt[idx], y=yt[idx], index=idx,
+                        weight=None if wt is None else wt[idx],
+                        soft=None if st is None else st[idx],
+                    )
+                    with autocast:
+                        logits = module(batch.x).float()
+                        loss = _batch_loss(batch, logits, module, hooks, share=len(idx) / len(batch_index),
+                                           weight_total=wt[batch_index].sum() if wt is not None and w.parallel else None)
+                    loss.backward()
+                    running += loss.detach() * len(batch_index)  # no per-batch host sync
+                sum_gradients(params, w)
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
-                running += loss.detach() * len(idx)  # no per-batch host sync
-                seen += len(idx)
+                seen += len(batch_index)
+            average_buffers(module, w)
+            running = sum_scalar(running, w)
             logs: dict[str, Any] = {"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": running.item() / seen}
             if not math.isfinite(logs["train_loss"]):
                 raise ValidationError(
@@ -319,17 +341,18 @@ def _base_val_loss(module: nn.Module, Xv: torch.Tensor, yv: torch.Tensor, hooks:
     return total.item() / len(Xv)
 
 
-def _batch_loss(batch: Batch, logits: torch.Tensor, module: nn.Module, hooks: Sequence[TrainingHook]) -> torch.Tensor:
+def _batch_loss(batch: Batch, logits: torch.Tensor, module: nn.Module, hooks: Sequence[TrainingHook], *,
+                share: float = 1.0, weight_total: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of ``batch``, scaled to its ``share`` of the global mini-batch (1 in a single-process
+    run: each rank of a data-parallel run holds a shard, and the ranks' losses sum to the global one).
+    ``weight_total``: the sum of the sample weights over the global batch.
+    """
     bases = [b for b in (h.base_loss(batch, logits, module) for h in hooks) if b is not None]
     if len(bases) > 1:
         raise ValidationError(f"{len(bases)} hooks returned a base loss for the same batch; at most one may")
     if bases:
-        loss = bases[0].mean() if bases[0].ndim else bases[0]
-        for hook in hooks:
-            extra = hook.extra_loss(batch, logits, module)
-            if extra is not None:
-                loss = loss + extra
-        return loss
+        return _add_extras(_scaled(bases[0].mean() if bases[0].ndim else bases[0], share), batch, logits, module,
+                           hooks, share)
     targets = [t for t in (h.targets(batch, module) for h in hooks) if t is not None]
     if len(targets) > 1:
         raise ValidationError(
@@ -339,11 +362,21 @@ def _batch_loss(batch: Batch, logits: torch.Tensor, module: nn.Module, hooks: Se
     soft = targets[0] if targets else batch.soft
     per_sample = soft_cross_entropy(logits, soft) if soft is not None else F.cross_entropy(logits, batch.y, reduction="none")
     if batch.weight is not None:
-        loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp_min(1e-12)
+        total = batch.weight.sum() if weight_total is None else weight_total
+        loss = (per_sample * batch.weight).sum() / total.clamp_min(1e-12)
     else:
-        loss = per_sample.mean()
+        loss = _scaled(per_sample.mean(), share)
+    return _add_extras(loss, batch, logits, module, hooks, share)
+
+
+def _scaled(loss: torch.Tensor, share: float) -> torch.Tensor:
+    return loss if share == 1.0 else share * loss
+
+
+def _add_extras(loss: torch.Tensor, batch: Batch, logits: torch.Tensor, module: nn.Module,
+                hooks: Sequence[TrainingHook], share: float) -> torch.Tensor:
     for hook in hooks:
         extra = hook.extra_loss(batch, logits, module)
         if extra is not None:
-            loss = loss + extra
+            loss = loss + _scaled(extra, share)
     return loss
