@@ -7,7 +7,7 @@ import pytest
 
 PACKAGES = ["crossfeed", "crossfeed.data", "crossfeed.models", "crossfeed.training", "crossfeed.combine",
             "crossfeed.evaluate", "crossfeed.experiments", "crossfeed.report", "crossfeed.spawn", "crossfeed.feedback",
-            "crossfeed.serving", "crossfeed.rl"]
+            "crossfeed.serving", "crossfeed.rl", "crossfeed.federated"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -36,7 +36,7 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._domain", "crossfeed.data._fashion",
                                     "crossfeed.models._cnn2d", "crossfeed.models._features", "crossfeed.models._recsys",
                                     "crossfeed.data._movielens", "crossfeed.rl._distill", "crossfeed.rl._meta",
-                                    "crossfeed.training._distributed"])
+                                    "crossfeed.training._distributed", "crossfeed.federated._partition"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
