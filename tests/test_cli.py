@@ -51,7 +51,7 @@ def _refused(args: list[str]) -> str:
         (["--prune", "1.5"], "prune must be in [0, 1)"),
         (["--prune", "-0.1"], "prune must be in [0, 1)"),
         (["--prune", "nan"], "prune must be in [0, 1)"),
-        (["--suite", "mnist1e"], "unknown suite 'mnist1e'; known suites: amazon, fashion, mnist1d, movielens; did you mean 'mnist1d'?"),
+        (["--suite", "mnist1e"], "unknown suite 'mnist1e'; known suites: amazon, colored_fashion, fashion, mnist1d, movielens; did you mean 'mnist1d'?"),
         (["--suite", "movielens"], "suite 'movielens' has no option 'n_per_domain'. Its loader load_movielens takes: directory"),
         (["--n-per-domain", "0"], "n_per_domain must be a positive integer; got 0"),
         (["--n-per-domain", "10"], "n_per_domain must be at least 80"),

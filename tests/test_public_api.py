@@ -36,7 +36,11 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.feedback.data_feedback", "crossfeed.feedback._base", "crossfeed.data._domain", "crossfeed.data._fashion",
                                     "crossfeed.models._cnn2d", "crossfeed.models._features", "crossfeed.models._recsys",
                                     "crossfeed.data._movielens", "crossfeed.rl._distill", "crossfeed.rl._meta",
-                                    "crossfeed.training._distributed", "crossfeed.federated._partition"])
+                                    "crossfeed.training._distributed", "crossfeed.federated._partition",
+                                    "crossfeed.feedback._adaptation", "crossfeed.feedback._contrastive",
+                                    "crossfeed.feedback._taxonomy", "crossfeed.feedback._meta",
+                                    "crossfeed.feedback._invariance", "crossfeed.data._colored",
+                                    "crossfeed.feedback.hierarchical", "crossfeed.feedback.self_supervised"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -8,8 +8,17 @@ import torch
 
 from crossfeed.combine import compose_experts, mixture_flops_per_sample, routing_shares, weight_ensemble
 from crossfeed.exceptions import LabelMismatchError, ValidationError
-from crossfeed.models import GatedMixture, TorchClassifier, flops_per_sample, load_model, save_model, warm_fit
-from crossfeed.models import load_balancing_loss, mixture_log_proba, top_k_weights
+from crossfeed.models import (
+    GatedMixture,
+    TorchClassifier,
+    flops_per_sample,
+    load_balancing_loss,
+    load_model,
+    mixture_log_proba,
+    save_model,
+    top_k_weights,
+    warm_fit,
+)
 
 MLP = {"hidden": (16,)}
 

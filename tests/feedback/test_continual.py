@@ -8,8 +8,16 @@ import torch
 from torch import nn
 
 from crossfeed.exceptions import LabelMismatchError, ValidationError
-from crossfeed.feedback import STRATEGIES, absorb, absorb_sequence
-from crossfeed.feedback import EWC, Replay, SequentialKD, diagonal_fisher, ewc_penalty
+from crossfeed.feedback import (
+    EWC,
+    STRATEGIES,
+    Replay,
+    SequentialKD,
+    absorb,
+    absorb_sequence,
+    diagonal_fisher,
+    ewc_penalty,
+)
 from crossfeed.feedback._continual import FrozenNormStatsHook, KDTermHook, balanced_quotas
 from crossfeed.models import TorchClassifier
 from crossfeed.spawn import kd_loss

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from crossfeed.exceptions import ValidationError
-from crossfeed.feedback import SequenceReport, absorb_sequence
-from crossfeed.feedback import SequentialKD
+from crossfeed.feedback import SequenceReport, SequentialKD, absorb_sequence
 
 FAST = {"epochs": 1, "lr": 1e-3, "random_state": 0}
 

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from crossfeed.training import TrainingHook, init_from_env, world
 from crossfeed.models import TorchClassifier
+from crossfeed.training import TrainingHook, init_from_env, world
 
 
 class L2Pull(TrainingHook):

@@ -10,6 +10,7 @@ from typing import Any
 
 from crossfeed._registry import Registry
 from crossfeed.data._amazon import load_amazon
+from crossfeed.data._colored import colored_fashion
 from crossfeed.data._domain import DomainSuite
 from crossfeed.data._fashion import load_fashion
 from crossfeed.data._mnist1d import load_mnist1d
@@ -39,6 +40,7 @@ def _load_movielens(**kwargs: Any) -> DomainSuite:
 SUITES.add("fashion", _load_fashion)
 SUITES.add("amazon", _load_amazon)
 SUITES.add("movielens", _load_movielens)
+SUITES.add("colored_fashion", colored_fashion)
 
 
 def load_suite(name: str, seed: int = 0, **kwargs: Any) -> DomainSuite:

@@ -27,6 +27,19 @@ Strategies by registry name:
 - ``"fedavg"``, ``"fedprox"`` (:class:`FedAvg`, :class:`FedProx`): federated averaging over the
   domains as clients, on the rounds driver; ``"reptile"`` (:class:`Reptile`): a meta-learned
   initialisation over the domains as tasks.
+- ``"maml"`` (:class:`MAML`): first-order or second-order MAML (``torch.func``) over the domains
+  as tasks; :func:`adapt_k_shot` fine-tunes a meta-initialisation on a new domain's k shots.
+- ``"dann"``, ``"coral"``, ``"mmd"`` (:class:`DANN`, :class:`Coral`, :class:`MMD`): unsupervised
+  domain adaptation, the large model's features aligned between the general data and the
+  unlabelled field data (gradient reversal, covariance matching, multi-kernel MMD).
+- ``"self_supervised"`` (:class:`SelfSupervised`): NT-Xent (SimCLR) pretraining of the trunk on
+  the unlabelled field pool, then supervised training.
+- ``"hierarchical"`` (:class:`Hierarchical`): a taxonomy of the domains (given or learned from the
+  experts' behaviour) with one head per group.
+- ``"irm"``, ``"vrex"`` (:class:`IRM`, :class:`VREx`): invariant risk minimisation and risk
+  extrapolation over the domains as environments; ``"attribution_mask"``
+  (:class:`AttributionMask`): multi-teacher distillation that penalises the large model's input
+  gradients on the features the experts' Integrated Gradients attributions do not agree on.
 - ``"ewc"``, ``"lwf"``, ``"replay"`` (:class:`EWC`, :class:`LwF`, :class:`Replay`): continual
   learning, domain after domain without forgetting; ``"sequential_kd"`` (:class:`SequentialKD`)
   is their unprotected baseline.
@@ -36,6 +49,17 @@ Strategies by registry name:
 """
 
 from crossfeed.feedback._absorb import DomainFeedback, FeedbackReport, absorb
+from crossfeed.feedback._adaptation import (
+    AdaptationStrategy,
+    AlignmentHook,
+    coral_loss,
+    dann_lambda,
+    domain_discriminator,
+    embed_features,
+    gradient_reversal,
+    median_bandwidths,
+    mmd_loss,
+)
 from crossfeed.feedback._base import (
     STRATEGIES,
     DistillData,
@@ -47,6 +71,7 @@ from crossfeed.feedback._base import (
     register,
 )
 from crossfeed.feedback._continual import diagonal_fisher, ewc_penalty
+from crossfeed.feedback._contrastive import AUGMENTATIONS, augmentation_for, nt_xent, pretrain_trunk
 from crossfeed.feedback._generative import (
     GENERATORS,
     ConditionalGAN,
@@ -55,33 +80,59 @@ from crossfeed.feedback._generative import (
     dcr_ratio,
     expert_agreement,
 )
+from crossfeed.feedback._invariance import (
+    InvarianceStrategy,
+    agreement_mask,
+    attribution_agreement,
+    input_gradient_penalty,
+    integrated_gradients,
+    irm_penalty,
+    vrex_penalty,
+)
 from crossfeed.feedback._merging import average_weights, task_arithmetic, task_vectors, ties_merge
+from crossfeed.feedback._meta import adapt_k_shot, fomaml_gradient, inner_adapt, maml_gradient, support_query
 from crossfeed.feedback._params import Param, check_params
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundLog, RoundsStrategy, RoundState
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
+from crossfeed.feedback._taxonomy import behaviour_matrix, check_taxonomy, expert_distances, learn_taxonomy
 
 # Every public module of this package registers its strategy: import them all (and plug-ins).
 discover(__name__)
 
+from crossfeed.feedback.attribution_mask import AttributionMask  # noqa: E402
+from crossfeed.feedback.coral import Coral  # noqa: E402
+from crossfeed.feedback.dann import DANN  # noqa: E402
 from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels  # noqa: E402
 from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
 from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
 from crossfeed.feedback.fedprox import FedProx, proximal_term  # noqa: E402
 from crossfeed.feedback.generative_augment import GenerativeAugment  # noqa: E402
+from crossfeed.feedback.hierarchical import Hierarchical  # noqa: E402
+from crossfeed.feedback.irm import IRM  # noqa: E402
 from crossfeed.feedback.joint_training import JointTraining  # noqa: E402
 from crossfeed.feedback.lwf import LwF  # noqa: E402
+from crossfeed.feedback.maml import MAML, MAMLHook  # noqa: E402
 from crossfeed.feedback.merge import Merge  # noqa: E402
+from crossfeed.feedback.mmd import MMD  # noqa: E402
 from crossfeed.feedback.multi_teacher_kd import MultiTeacherKD, confidence_weighted_logits  # noqa: E402
 from crossfeed.feedback.multitask import MultiTask  # noqa: E402
 from crossfeed.feedback.replay import Replay  # noqa: E402
 from crossfeed.feedback.reptile import Reptile, reptile_update  # noqa: E402
+from crossfeed.feedback.self_supervised import SelfSupervised, unlabelled_pool  # noqa: E402
 from crossfeed.feedback.sequential_kd import SequentialKD  # noqa: E402
 from crossfeed.feedback.transfer_init import TransferInit  # noqa: E402
+from crossfeed.feedback.vrex import VREx  # noqa: E402
 
 __all__ = [
+    "AUGMENTATIONS",
+    "AdaptationStrategy",
+    "AlignmentHook",
+    "AttributionMask",
     "ConditionalGAN",
     "ConditionalVAE",
+    "Coral",
+    "DANN",
     "DataFeedback",
     "DistillData",
     "DomainFeedback",
@@ -95,10 +146,16 @@ __all__ = [
     "FeedbackStrategy",
     "GENERATORS",
     "GenerativeAugment",
+    "Hierarchical",
+    "IRM",
+    "InvarianceStrategy",
     "JointTraining",
     "LocalTask",
     "LocalUpdate",
     "LwF",
+    "MAML",
+    "MAMLHook",
+    "MMD",
     "Merge",
     "MultiTask",
     "MultiTeacherKD",
@@ -109,27 +166,55 @@ __all__ = [
     "RoundState",
     "RoundsStrategy",
     "STRATEGIES",
+    "SelfSupervised",
     "SequenceReport",
     "SequentialKD",
     "TrainSettings",
     "TrainingData",
     "TransferInit",
+    "VREx",
     "absorb",
     "absorb_sequence",
+    "adapt_k_shot",
+    "agreement_mask",
+    "attribution_agreement",
+    "augmentation_for",
     "average_weights",
+    "behaviour_matrix",
     "c2st_accuracy",
     "check_params",
+    "check_taxonomy",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
+    "coral_loss",
+    "dann_lambda",
     "dcr_ratio",
     "diagonal_fisher",
     "discover",
+    "domain_discriminator",
+    "embed_features",
     "ewc_penalty",
     "expert_agreement",
+    "expert_distances",
+    "fomaml_gradient",
+    "gradient_reversal",
+    "inner_adapt",
+    "input_gradient_penalty",
+    "integrated_gradients",
+    "irm_penalty",
+    "learn_taxonomy",
+    "maml_gradient",
+    "median_bandwidths",
+    "mmd_loss",
+    "nt_xent",
+    "pretrain_trunk",
     "proximal_term",
     "register",
     "reptile_update",
+    "support_query",
     "task_arithmetic",
     "task_vectors",
     "ties_merge",
+    "unlabelled_pool",
+    "vrex_penalty",
 ]
