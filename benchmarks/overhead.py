@@ -80,8 +80,10 @@ def inference_overhead(X_train, y_train, X_test, repeats: int) -> dict:
         np.testing.assert_allclose(direct(), ours(), atol=1e-6)
         d, o = [], []
         for _ in range(repeats):
-            s = time.perf_counter(); direct(); d.append(time.perf_counter() - s)
-            s = time.perf_counter(); ours(); o.append(time.perf_counter() - s)
+            for fn, times in ((direct, d), (ours, o)):
+                s = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - s)
         out[name] = {"direct_s": summary(d), "crossfeed_s": summary(o), "ratio": float(np.median(o) / np.median(d))}
     return out
 

@@ -40,7 +40,9 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.feedback._adaptation", "crossfeed.feedback._contrastive",
                                     "crossfeed.feedback._taxonomy", "crossfeed.feedback._meta",
                                     "crossfeed.feedback._invariance", "crossfeed.data._colored",
-                                    "crossfeed.feedback.hierarchical", "crossfeed.feedback.self_supervised"])
+                                    "crossfeed.feedback.hierarchical", "crossfeed.feedback.self_supervised",
+                                    "crossfeed.feedback.feddf", "crossfeed.feedback.fedmd",
+                                    "crossfeed.federated._simulate"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

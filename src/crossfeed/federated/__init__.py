@@ -1,6 +1,15 @@
-"""Federated learning across domains: client partitions (the strategies are ``fedavg``, ``fedprox``
-and ``ensemble_distill`` (FedDF) in :mod:`crossfeed.feedback`, on its rounds driver)."""
+"""Federated learning: clients that keep their rows, a server that sees only what they send.
+
+- :func:`dirichlet_partition`, :func:`domain_partition`, :func:`class_counts`: client partitions
+  (label-skewed Dirichlet splits, one domain per client).
+- :class:`Client`, :func:`clients_from_parts`, :func:`simulate`: the in-process engine, which runs
+  a federated strategy of :mod:`crossfeed.feedback` (``fedavg``, ``fedprox``, ``feddf``,
+  ``fedmd``) over clients and returns a :class:`FederatedRun` (global model, per-round log,
+  accuracy per round).
+"""
 
 from crossfeed.federated._partition import class_counts, dirichlet_partition, domain_partition
+from crossfeed.federated._simulate import Client, FederatedRun, clients_from_parts, simulate
 
-__all__ = ["class_counts", "dirichlet_partition", "domain_partition"]
+__all__ = ["Client", "FederatedRun", "class_counts", "clients_from_parts", "dirichlet_partition", "domain_partition",
+           "simulate"]

@@ -25,7 +25,9 @@ Strategies by registry name:
 - ``"merge"`` (:class:`Merge`): weight averaging, task arithmetic or TIES merging of experts that
   share the large model's architecture.
 - ``"fedavg"``, ``"fedprox"`` (:class:`FedAvg`, :class:`FedProx`): federated averaging over the
-  domains as clients, on the rounds driver; ``"reptile"`` (:class:`Reptile`): a meta-learned
+  domains as clients, on the rounds driver; ``"feddf"`` (:class:`FedDF`): FedAvg plus server-side
+  ensemble distillation, clients of different architectures allowed; ``"fedmd"`` (:class:`FedMD`):
+  federated distillation, clients keep their own networks and send logits on public rows; ``"reptile"`` (:class:`Reptile`): a meta-learned
   initialisation over the domains as tasks.
 - ``"maml"`` (:class:`MAML`): first-order or second-order MAML (``torch.func``) over the domains
   as tasks; :func:`adapt_k_shot` fine-tunes a meta-initialisation on a new domain's k shots.
@@ -92,7 +94,15 @@ from crossfeed.feedback._invariance import (
 from crossfeed.feedback._merging import average_weights, task_arithmetic, task_vectors, ties_merge
 from crossfeed.feedback._meta import adapt_k_shot, fomaml_gradient, inner_adapt, maml_gradient, support_query
 from crossfeed.feedback._params import Param, check_params
-from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundLog, RoundsStrategy, RoundState
+from crossfeed.feedback._rounds import (
+    Failure,
+    LocalTask,
+    LocalUpdate,
+    RoundLog,
+    RoundsStrategy,
+    RoundState,
+    run_rounds,
+)
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
 from crossfeed.feedback._taxonomy import behaviour_matrix, check_taxonomy, expert_distances, learn_taxonomy
 
@@ -106,6 +116,8 @@ from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labe
 from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
 from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
+from crossfeed.feedback.feddf import FedDF, architecture_key, average_logits, distill_into  # noqa: E402
+from crossfeed.feedback.fedmd import FedMD, consensus  # noqa: E402
 from crossfeed.feedback.fedprox import FedProx, proximal_term  # noqa: E402
 from crossfeed.feedback.generative_augment import GenerativeAugment  # noqa: E402
 from crossfeed.feedback.hierarchical import Hierarchical  # noqa: E402
@@ -140,6 +152,8 @@ __all__ = [
     "EnsembleDistill",
     "Failure",
     "FedAvg",
+    "FedDF",
+    "FedMD",
     "FedProx",
     "FeedbackContext",
     "FeedbackReport",
@@ -177,8 +191,10 @@ __all__ = [
     "absorb_sequence",
     "adapt_k_shot",
     "agreement_mask",
+    "architecture_key",
     "attribution_agreement",
     "augmentation_for",
+    "average_logits",
     "average_weights",
     "behaviour_matrix",
     "c2st_accuracy",
@@ -186,11 +202,13 @@ __all__ = [
     "check_taxonomy",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
+    "consensus",
     "coral_loss",
     "dann_lambda",
     "dcr_ratio",
     "diagonal_fisher",
     "discover",
+    "distill_into",
     "domain_discriminator",
     "embed_features",
     "ewc_penalty",
@@ -211,6 +229,7 @@ __all__ = [
     "proximal_term",
     "register",
     "reptile_update",
+    "run_rounds",
     "support_query",
     "task_arithmetic",
     "task_vectors",

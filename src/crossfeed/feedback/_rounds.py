@@ -8,10 +8,19 @@ A :class:`RoundsStrategy` describes one round in two hooks, the way Flower's ``S
     it starts from (default: the current global network ``state.module``), hooks (FedProx's
     proximal term) and settings. An empty list ends training early.
 ``aggregate(round, start, updates, failures) -> nn.Module | None``
-    The next global network from the clients' trained copies. ``start`` is the global network
-    the round began from; ``updates`` are the tasks that finished with finite weights;
-    ``failures`` the ones that raised or returned NaN / inf weights (dropped and reported).
-    Returning None keeps ``start`` (a round with no usable update changes nothing).
+    The next global network from what the clients sent. ``start`` is the global network the
+    round began from; ``updates`` are the tasks that finished in time with finite weights;
+    ``failures`` the ones that raised, ran past the timeout or returned NaN / inf (dropped and
+    reported). Returning None keeps ``start`` (a round with no usable update changes nothing).
+``reply(module, task) -> dict[str, Tensor]`` (optional)
+    What a client sends back after training: by default its weights (``state_dict``); a
+    distillation strategy such as FedMD sends logits on a public set instead. Only these arrays
+    count as sent bytes, and an aggregate that reads only ``LocalUpdate.arrays`` runs unchanged
+    on an engine where the trained network never leaves the client.
+
+With ``persistent_clients = True`` every client keeps its own network from round to round (FedMD:
+each industry its own architecture): a round starts each client from its previous network
+(``RoundState.clients``; round 1 from :meth:`RoundsStrategy.client_start`), not the global one.
 
 :func:`run_rounds` runs them: every task trains a private copy through the one training loop;
 only trained weights reach ``aggregate`` (raw data stays inside its task). The log of every round
@@ -21,9 +30,10 @@ only trained weights reach ``aggregate`` (raw data stays inside its task). The l
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,6 +64,8 @@ class LocalTask:
     start : the network to train from (None: the round's global network).
     hooks : extra training hooks (e.g. a proximal term), fresh per task.
     settings : overrides of the step's settings for this task (e.g. fewer local epochs).
+    soft_targets : array of shape (n_samples, n_classes), optional; probability targets that
+        replace the one-hot labels (FedMD: the consensus on the public rows).
     """
 
     client: str
@@ -63,6 +75,7 @@ class LocalTask:
     start: nn.Module | None = None
     hooks: Sequence[TrainingHook] = ()
     settings: TrainSettings | None = None
+    soft_targets: np.ndarray | None = None
 
 
 @dataclass
@@ -75,6 +88,7 @@ class LocalUpdate:
     n_samples: int
     seconds: float
     bytes_sent: int
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def state(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
@@ -90,11 +104,13 @@ class Failure:
 
 @dataclass
 class RoundState:
-    """What ``local_tasks`` sees: the context, the current global network and the rounds so far."""
+    """What ``local_tasks`` sees: the context, the current global network and the rounds so far;
+    ``clients``: each client's own network after its last round (``persistent_clients`` only)."""
 
     ctx: FeedbackContext
     module: nn.Module
     history: list[RoundLog] = field(default_factory=list)
+    clients: dict[str, nn.Module] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,8 @@ class RoundsStrategy(FeedbackStrategy):
     """
 
     params: ClassVar[dict[str, Param]] = {"rounds": Param(int, low=1, help="outer rounds")}
+    #: every client trains its own network across rounds (see the module docstring)
+    persistent_clients: ClassVar[bool] = False
 
     def __init__(self, rounds: int = 5) -> None:
         self.rounds = rounds
@@ -128,9 +146,24 @@ class RoundsStrategy(FeedbackStrategy):
                   failures: list[Failure]) -> nn.Module | None:
         raise NotImplementedError
 
+    def reply(self, module: nn.Module, task: LocalTask) -> dict[str, torch.Tensor]:
+        """What the client sends after training ``module`` on ``task``: its weights by default."""
+        return module.state_dict()
 
-def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module) -> tuple[nn.Module, list[RoundLog]]:
-    """Run ``strategy.rounds`` rounds from a copy of ``start``; return the final network and the log."""
+    def client_start(self, ctx: FeedbackContext, client: str) -> nn.Module | None:
+        """A client's own network in round 1 (``persistent_clients`` only; None: the global one)."""
+        return None
+
+
+def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module, *,
+               timeout_s: float | None = None,
+               on_round: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, list[RoundLog]]:
+    """Run ``strategy.rounds`` rounds from a copy of ``start``; return the final network and the log.
+
+    ``timeout_s``: a client whose training takes longer is dropped for the round (this in-process
+    engine cannot interrupt it, so it discards the late reply as a server would). ``on_round``:
+    called after every round with the round and the global network (e.g. to evaluate it).
+    """
     state = RoundState(ctx, copy.deepcopy(start).cpu())
     for r in range(1, strategy.rounds + 1):
         t0 = time.perf_counter()
@@ -140,15 +173,24 @@ def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module)
             break
         updates, failures = [], []
         for i, task in enumerate(tasks):
+            if strategy.persistent_clients and task.start is None:
+                own = state.clients.get(task.client) or strategy.client_start(ctx, task.client)
+                task = dataclasses.replace(task, start=own)
             try:
-                updates.append(_run_task(task, state.module, ctx, seed_offset=1000 * r + i))
+                update = _run_task(task, state.module, ctx, seed_offset=1000 * r + i, reply=strategy.reply)
             except Exception as exc:  # failure is part of the contract: dropped and reported
                 logger.warning("round %d: client %r failed: %s", r, task.client, exc)
                 failures.append(Failure(task.client, f"{type(exc).__name__}: {exc}"))
                 continue
-            if not _finite(updates[-1].module):
+            if timeout_s is not None and update.seconds > timeout_s:
+                failures.append(Failure(task.client, f"timed out: {update.seconds:.2f} s > {timeout_s} s"))
+            elif not (_finite(update.module) and all(bool(torch.isfinite(a).all())
+                                                     for a in update.arrays.values() if a.is_floating_point())):
                 failures.append(Failure(task.client, "non-finite weights (NaN or inf)"))
-                updates.pop()
+            else:
+                updates.append(update)
+                if strategy.persistent_clients:
+                    state.clients[task.client] = update.module
         new = strategy.aggregate(r, state.module, updates, failures) if updates else None
         if new is not None and not _finite(new):
             raise ValidationError(f"{strategy.name}: aggregate returned non-finite weights in round {r}")
@@ -157,10 +199,13 @@ def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module)
             state.module = new.cpu()
         state.history.append(RoundLog(r, tuple(u.client for u in updates), tuple(failures), kept,
                                       time.perf_counter() - t0, sum(u.bytes_sent for u in updates)))
+        if on_round is not None:
+            on_round(r, state.module)
     return state.module, state.history
 
 
-def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, seed_offset: int) -> LocalUpdate:
+def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, seed_offset: int,
+              reply: Callable[[nn.Module, LocalTask], dict[str, torch.Tensor]]) -> LocalUpdate:
     settings = task.settings or ctx.settings
     classes = ctx.classes
     y = np.asarray(task.y)
@@ -172,10 +217,13 @@ def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, s
     if settings.epochs > 0:
         config = settings.train_config(seed_offset)
         X = np.asarray(task.X, dtype=np.float32).reshape(len(task.X), -1)
-        train(module, X, np.searchsorted(classes, y), config=config, hooks=list(task.hooks))
+        train(module, X, np.searchsorted(classes, y), config=config, hooks=list(task.hooks),
+              soft_targets=task.soft_targets)
     module = module.cpu().eval()
-    sent = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    return LocalUpdate(task.client, module, float(task.weight), len(y), time.perf_counter() - t0, sent)
+    arrays = {k: v.detach() for k, v in reply(module, task).items()}
+    seconds = time.perf_counter() - t0
+    sent = sum(t.numel() * t.element_size() for t in arrays.values())
+    return LocalUpdate(task.client, module, float(task.weight), len(y), seconds, sent, arrays)
 
 
 def _finite(module: nn.Module) -> bool:
@@ -190,6 +238,14 @@ def module_with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn
 
 
 def client_data(ctx: FeedbackContext, names: Sequence[str] | None = None) -> list[tuple[str, np.ndarray, Any]]:
-    """``(domain, X_train, y_train)`` of the general domain and every expert's domain (the clients)."""
-    chosen = list(names) if names is not None else [ctx.general, *[n for n in ctx.experts if n != ctx.general]]
+    """``(domain, X_train, y_train)`` of the general domain and every expert's domain (the clients).
+
+    In a suite whose ``meta["general_is_server"]`` is true (the suites that
+    :func:`crossfeed.federated.simulate` builds from client partitions) the general domain holds
+    the server's own data and is no client.
+    """
+    server_only = bool(ctx.suite.meta.get("general_is_server"))
+    default = [n for n in ctx.experts if n != ctx.general] if server_only else \
+        [ctx.general, *[n for n in ctx.experts if n != ctx.general]]
+    chosen = list(names) if names is not None else default
     return [(n, ctx.suite[n].X_train, ctx.suite[n].y_train) for n in chosen]

@@ -1,0 +1,159 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from crossfeed.exceptions import EmptyDataError, LabelMismatchError, ValidationError
+from crossfeed.federated import Client, clients_from_parts, dirichlet_partition, simulate
+from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, LocalTask, TrainSettings, average_logits, consensus
+from crossfeed.models import TorchClassifier
+from crossfeed.training import TrainingHook
+
+SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
+
+
+def blobs(n=600, d=8, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(k, d))
+    y = rng.integers(0, k, n)
+    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = blobs()
+    parts = dirichlet_partition(y[:400], 4, alpha=0.3, seed=0, min_samples=10)
+    clients = clients_from_parts(X[:400], y[:400], parts)
+    init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
+    init.fit(X[400:420], y[400:420])
+    return {"X": X, "y": y, "clients": clients, "init": init, "server_X": X[400:500], "test": (X[500:], y[500:])}
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.module_.parameters()])
+
+
+def test_one_client_one_round_of_fedavg_is_plain_local_training(data):
+    client = data["clients"][0]
+    run = simulate(FedAvg(rounds=1), data["init"], [client], settings=SETTINGS)
+    from crossfeed.training import train
+    module = copy.deepcopy(data["init"].module_)
+    train(module, client.X, np.searchsorted(data["init"].classes_, client.y), config=SETTINGS.train_config(1000))
+    assert torch.allclose(weights(run.model), torch.cat([p.detach().flatten() for p in module.parameters()]))
+
+
+def test_simulate_is_seeded_logs_rounds_and_leaves_the_model_alone(data):
+    before = weights(data["init"]).clone()
+    a = simulate(FedProx(rounds=3, mu=0.1), data["init"], data["clients"], settings=SETTINGS, test=data["test"])
+    b = simulate(FedProx(rounds=3, mu=0.1), data["init"], data["clients"], settings=SETTINGS, test=data["test"])
+    assert torch.equal(weights(a.model), weights(b.model))
+    assert torch.equal(weights(data["init"]), before)
+    assert [r.round for r in a.rounds] == [1, 2, 3] and len(a.accuracy) == 3
+    n_params = sum(t.numel() for t in data["init"].module_.state_dict().values())
+    assert a.rounds[0].bytes_sent >= 4 * n_params * 4  # 4 clients sent their float32 weights
+    assert a.accuracy[-1] > 0.5 and a.rounds_to(0.0) == 1
+
+
+def test_feddf_server_distillation_moves_the_global_model_to_the_clients_ensemble(data):
+    """A no-op distillation (plain FedAvg) leaves the averaged model further from the ensemble."""
+    X_t = data["server_X"]
+    kl, captured = {}, {}
+    for strategy in (FedAvg(rounds=1), FedDF(rounds=1, server_epochs=5)):
+        captured.clear()
+
+        class Spy(type(strategy)):
+            def aggregate(self, round, start, updates, failures):
+                captured["teacher"] = average_logits([u.module for u in updates], X_t, [u.weight for u in updates])
+                return super().aggregate(round, start, updates, failures)
+
+        spy = Spy(**{k: getattr(strategy, k) for k in strategy.params})
+        drift = TrainSettings(epochs=20, lr=2e-2, batch_size=16, threads=1)  # non-IID clients drift apart
+        run = simulate(spy, data["init"], data["clients"], settings=drift, server_X=X_t)
+        p = torch.softmax(torch.as_tensor(captured["teacher"]), -1)
+        log_q = torch.log_softmax(torch.as_tensor(run.model.predict_logits(X_t)), -1)
+        kl[strategy.name] = float((p * (torch.log(p) - log_q)).sum(-1).mean())
+    assert kl["feddf"] < 0.5 * kl["fedavg"], kl
+
+
+def test_feddf_needs_transfer_rows(data):
+    with pytest.raises(EmptyDataError, match="transfer"):
+        simulate(FedDF(rounds=1), data["init"], data["clients"], settings=SETTINGS)
+
+
+def test_fedmd_sends_only_logits_and_the_large_model_learns_from_them(data):
+    """The server holds unlabelled public rows only: every gain of its model comes from the clients' logits."""
+    seen = []
+
+    class Spy(FedMD):
+        def aggregate(self, round, start, updates, failures):
+            seen.extend(u.arrays for u in updates)
+            return super().aggregate(round, start, updates, failures)
+
+    X_pub = data["server_X"]
+    run = simulate(Spy(rounds=3), data["init"], data["clients"], settings=SETTINGS, server_X=X_pub,
+                   test=data["test"])
+    assert all(set(a) == {"logits"} and a["logits"].shape == (len(X_pub), 4) for a in seen)
+    assert run.rounds[0].bytes_sent == len(data["clients"]) * len(X_pub) * 4 * 4
+    before = data["init"].score(*data["test"])
+    assert run.accuracy[-1] > before + 0.2, (before, run.accuracy)
+
+
+def test_consensus_is_the_weighted_mean():
+    out = consensus([torch.ones(2, 3), torch.zeros(2, 3)], [3.0, 1.0])
+    np.testing.assert_allclose(out, np.full((2, 3), 0.75))
+
+
+class Crash(TrainingHook):
+    def extra_loss(self, batch, logits, module):
+        raise RuntimeError("client process killed")
+
+
+class CrashOne(FedAvg):
+    """Client 1 dies in the middle of its local training in round 2."""
+
+    def local_tasks(self, round, state):
+        tasks = super().local_tasks(round, state)
+        return [LocalTask(t.client, t.X, t.y, t.weight, hooks=[Crash()]) if round == 2 and i == 1 else t
+                for i, t in enumerate(tasks)]
+
+
+def test_a_client_killed_mid_round_is_dropped_and_reported(data):
+    run = simulate(CrashOne(rounds=3), data["init"], data["clients"], settings=SETTINGS)
+    second = run.rounds[1]
+    assert [f.client for f in second.failures] == [data["clients"][1].name]
+    assert "client process killed" in second.failures[0].reason
+    assert data["clients"][1].name not in second.clients and len(second.clients) == 3
+    assert not second.kept_previous and not run.rounds[2].failures
+
+
+class Poison(TrainingHook):
+    def teardown(self, module):
+        with torch.no_grad():
+            next(module.parameters()).fill_(float("nan"))
+
+
+class PoisonAll(FedAvg):
+    def local_tasks(self, round, state):
+        return [LocalTask(t.client, t.X, t.y, t.weight, hooks=[Poison()]) for t in super().local_tasks(round, state)]
+
+
+def test_non_finite_updates_and_timeouts_are_dropped_and_the_old_model_kept(data):
+    run = simulate(PoisonAll(rounds=2), data["init"], data["clients"][:2], settings=SETTINGS)
+    assert all(r.kept_previous for r in run.rounds)
+    assert all("non-finite" in f.reason for f in run.rounds[0].failures) and len(run.rounds[0].failures) == 2
+    assert torch.equal(weights(run.model), weights(data["init"]))
+    late = simulate(FedAvg(rounds=1), data["init"], data["clients"], settings=SETTINGS, timeout_s=0.0)
+    assert late.rounds[0].kept_previous and all("timed out" in f.reason for f in late.rounds[0].failures)
+
+
+def test_bad_input_gets_clear_errors(data):
+    init = data["init"]
+    with pytest.raises(EmptyDataError, match="holds no rows"):
+        Client("empty", np.zeros((0, 8)), np.zeros(0))
+    with pytest.raises(LabelMismatchError, match="labels \\[7\\]"):
+        simulate(FedAvg(rounds=1), init, [Client("odd", np.zeros((5, 8)), np.full(5, 7))], settings=SETTINGS)
+    with pytest.raises(ValidationError, match="unique"):
+        simulate(FedAvg(rounds=1), init, [data["clients"][0]] * 2, settings=SETTINGS)
+    with pytest.raises(ValidationError, match="fitted TorchClassifier"):
+        simulate(FedAvg(rounds=1), TorchClassifier("mlp"), data["clients"], settings=SETTINGS)
