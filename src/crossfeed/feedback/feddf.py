@@ -58,7 +58,7 @@ def average_logits(modules: list[nn.Module], X: np.ndarray, weights: list[float]
     -------
     >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
     >>> X = np.ones((3, 2), dtype=np.float32)
-    >>> np.allclose(average_logits([a, b], X), (a(torch.ones(3, 2)) + b(torch.ones(3, 2))).numpy() / 2, atol=1e-6)
+    >>> np.allclose(average_logits([a, b], X), (a(torch.ones(3, 2)) + b(torch.ones(3, 2))).detach().numpy() / 2, atol=1e-6)
     True
     """
     if not modules:
