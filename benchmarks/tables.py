@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -83,10 +84,6 @@ def serving(name: str = "serving") -> str:
             f"{data['resplits']} re-splits of validation + test per seed.")
     return head + "\n\n" + "\n\n".join(serving_bench.markdown(s, data["results"][s]["aggregate"])
                                          for s in data["suites"])
-
-
-def _pts(s: dict) -> str:
-    return f"{100 * s['median']:+.2f} [{100 * s['min']:+.2f}, {100 * s['max']:+.2f}]"
 
 
 def _abs(s: dict | None, n_seeds: int) -> str:
@@ -360,6 +357,196 @@ def generative(suite: str = "mnist1d") -> str:
             cells.append(" / ".join(_cut(r[q + "_over_domains"]["median"], 3)
                                     for q in ("expert_agreement", "c2st_accuracy", "dcr_ratio")))
         lines.append(f"| quality, {gen} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _summ(values: list[float]) -> dict:
+    """Median with [min, max] of per-seed values the JSON keeps but does not summarise."""
+    v = sorted(values)
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def _kw(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def _head(command: str, data: dict, seconds: float | None = None) -> str:
+    """The header's start: command, seeds, seconds (when recorded), machine and commit stamp."""
+    m = data["machine"]
+    secs = "" if seconds is None else f", {_cut(seconds, 0)} s"
+    return (f"`{command}`: seeds {data['seeds']}{secs} on {m['cpu']} ({m['cpu_count']} cores), "
+            f"commit {m.get('commit')}.")
+
+
+def adapt(suite: str = "mnist1d") -> str:
+    """Domain adaptation (DANN, CORAL, MMD) against continued training and multi-teacher KD."""
+    data = json.loads((RESULTS / f"adapt-{suite}.json").read_text())
+    general, shifted, runs = data["general_domain"], data["shifted_domains"], data["runs"]
+    lines = [_head(f"python benchmarks/adapt.py --suites {suite}", data, data["seconds"]) + " v0 trained on the "
+             f"general domain ({general}) only, then each strategy {data['epochs']} epochs at lr "
+             f"{data['feedback_lr']:g} with the labelled general rows and the unlabelled field rows of "
+             f"{', '.join(shifted)}; test accuracy %, forgetting = v0 − v1 on {general} in points, feature "
+             "CORAL = mean CORAL distance general vs shifted test features over v0's (per seed, median); "
+             "median [min, max] over seeds, cut toward minus infinity.", "",
+             f"| strategy | mean shifted acc % | {general} acc % | forgetting (pts) | feature CORAL / v0's | seconds |",
+             "|---|---|---|---|---|---|"]
+    for label, row in data["table"].items():
+        coral = _summ([r["strategies"][label]["feature_coral"] / r["v0_feature_coral"] for r in runs])
+        lines.append(f"| {label} | {_pc(row['mean_shifted_accuracy'])} | {_pc(row['domains'][general]['acc_v1'])} | "
+                     f"{_pts(row['forgetting'])} | {_cut(coral['median'], 3)} | {_cut(row['seconds']['median'], 1)} |")
+    v0 = _summ([sum(r["v0"][d] for d in shifted) / len(shifted) for r in runs])
+    ex = _summ([sum(r["experts"][d] for d in shifted) / len(shifted) for r in runs])
+    lines += ["", f"v0: mean shifted {_pc(v0)}, {general} {_pc(data['v0'][general])}; experts (v0 fine-tuned on "
+              f"each domain's labels): mean shifted {_pc(ex)}."]
+    if data.get("skada"):
+        sk = data["skada"]
+        cells = "; ".join(f"{d} {_cut(100 * sk['skada_coral_lr'][d]['median'], 2)} vs "
+                          f"{_cut(100 * sk['lr_source_only'][d]['median'], 2)}" for d in shifted)
+        lines.append(f"skada {sk['skada_version']} CORAL + logistic regression vs logistic regression alone on "
+                     f"{sk['features']}, test accuracy % (median): {cells}.")
+    if data.get("published"):
+        pub = data["published"]
+        cells = "; ".join(f"{kind.removeprefix('dann_').replace('_', ' ')}: "
+                          + ", ".join(f"{d} {_cut(100 * a)}" for d, a in pub[kind].items())
+                          for kind in ("dann_raw_features", "dann_msda_features"))
+        lines.append(f"Published anchor ({pub['source']}), accuracy %: {cells}. Protocol differs: "
+                     f"{pub['protocol_differs']}.")
+    return "\n".join(lines)
+
+
+def ssl(suite: str = "mnist1d") -> str:
+    """Self-supervised pretraining (NT-Xent, masked) against none, per label fraction: fine-tune and linear probe."""
+    data = json.loads((RESULTS / f"adapt-ssl-{suite}.json").read_text())
+    summ, cfg, run0 = data["summary"], data["config"], data["runs"][0]
+    fractions = [f for f in summ if f != "pretrain_seconds"]
+    starts = [s for s in summ[fractions[0]] if " - " not in s]
+    names = {"none": "none (random init)", "ntxent": "NT-Xent (SimCLR)", "masked": "masked-feature reconstruction"}
+    lines = [_head(f"python benchmarks/ssl_pretrain.py --suites {suite}", data, data["wall_seconds"])
+             + f" {cfg['module']} ({_kw(cfg['module_kwargs'])}), {cfg['pretrain_epochs']} pretraining epochs on "
+             f"{run0['pretrain_rows']} unlabelled rows, fine-tuning ~{cfg['steps']} steps; mean test accuracy % over "
+             "all domains, median [min, max] over seeds (gain rows: paired by seed, points). Anchor: "
+             f"{data['anchor']}.", "",
+             "| pretraining | " + " | ".join(f"{float(f):.0%} labels ({run0['fractions'][f]['labelled_rows']} rows), "
+                                            f"{kind}" for f in fractions for kind in ("fine-tune", "probe"))
+             + " | pretraining s |",
+             "|---|" + "---|" * (2 * len(fractions) + 1)]
+    for s in starts:
+        secs = _cut(summ["pretrain_seconds"][s]["median"], 0) if s in summ["pretrain_seconds"] else "–"
+        lines.append(f"| {names.get(s, s)} | " + " | ".join(_pc(summ[f][s][kind]["mean"]) for f in fractions
+                                                             for kind in ("finetune", "probe")) + f" | {secs} |")
+    for s in starts[1:]:
+        lines.append(f"| {names.get(s, s)} − none (pts) | " + " | ".join(
+            _pts(summ[f][f"{s} - none"][kind]) for f in fractions for kind in ("finetune", "probe")) + " | |")
+    return "\n".join(lines)
+
+
+def hierarchical(suite: str = "mnist1d") -> str:
+    """Hierarchical heads over a given / learned taxonomy against flat multitask, joint training and a control."""
+    data = json.loads((RESULTS / f"adapt-hierarchical-{suite}.json").read_text())
+    table, runs, scarce, shifted = data["table"], data["runs"], data["scarce_domains"], data["shifted_domains"]
+    lines = [_head(f"python benchmarks/hierarchical.py --suite {suite}", data, data["seconds"])
+             + f" v0 {data['large'][0]} ({_kw(data['large'][1])}) trained on {data['general_domain']}, experts "
+             f"{data['student']} distilled then fine-tuned, {data['epochs']} epochs at lr {data['lr']:g}; full = every "
+             f"domain's field data, scarce = {', '.join(scarce)} keep {data['scarce_field_samples']} field samples. "
+             "Test accuracy %, served = the returned model, routed = each domain through its own branch; "
+             "median [min, max] over seeds.", "",
+             "| strategy | full: served, mean shifted | full: routed, mean shifted | scarce: served, mean shifted | "
+             f"scarce: served, {' + '.join(scarce)} | scarce: routed, {' + '.join(scarce)} | forgetting, full (pts) "
+             "| seconds, full |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def on_scarce(label: str, kind: str) -> str:
+        rows = [r["scarce"][label] for r in runs]
+        if kind not in rows[0]:
+            return "–"
+        key = "acc_v1" if kind == "domains" else "acc"
+        return _pc(_summ([sum(row[kind][d][key] for d in scarce) / len(scarce) for row in rows]))
+
+    for label, row in table["full"].items():
+        sc = table["scarce"][label]
+        routed = _pc(row["routed_mean_accuracy"]) if "routed_mean_accuracy" in row else "–"
+        lines.append(f"| {label} | {_pc(row['mean_shifted_accuracy'])} | {routed} | "
+                     f"{_pc(sc['mean_shifted_accuracy'])} | {on_scarce(label, 'domains')} | "
+                     f"{on_scarce(label, 'routed')} | {_pts(row['forgetting'])} | "
+                     f"{_cut(row['seconds']['median'], 1)} |")
+    learned = table["full"].get("hierarchical (learned taxonomy)", {}).get("taxonomy_per_seed", [])
+    groups = "; ".join(f"seed {seed}: " + " | ".join(", ".join(g) for g in tax.values())
+                       for seed, tax in zip(data["seeds"], learned))
+    v0 = _summ([sum(r["v0"][d] for d in shifted) / len(shifted) for r in runs])
+    ex = _summ([sum(r["experts"][d] for d in shifted) / len(shifted) for r in runs])
+    lines += ["", f"v0 mean shifted {_pc(v0)}; experts mean shifted {_pc(ex)}. Given taxonomy: "
+              + " | ".join(f"{g}: {', '.join(ds)}" for g, ds in data["given_taxonomy"].items())
+              + f". Learned taxonomy (full setting): {groups}."]
+    return "\n".join(lines)
+
+
+def meta(suite: str = "mnist1d") -> str:
+    """Meta-learning: leave one domain out, adapt in k shots per class; neural inits and the meta forest."""
+    data = json.loads((RESULTS / f"meta-{suite}.json").read_text())
+    summ, a, vf = data["summary"], data["adaptation"], data.get("vs_forest")
+    shots = [str(k) for k in data["shots"]]
+    names = {"pooled": "pooled", "v0": "v0 (general domain only; shifted targets only)", "reptile": "reptile",
+             "fomaml": "fomaml (first-order MAML)", "maml": "maml (second order)", "scratch": "scratch"}
+    lines = [_head(f"python benchmarks/meta.py --suites {suite}", data, data["seconds"])
+             + f" Every domain the target once; {a['steps']} full-batch SGD steps at lr {a['lr']:g}, chosen from "
+             f"{a['grid']} on the {a['split']} split of another draw (suite seed {a['suite_seed']}, held-out "
+             f"{a['held_out']}, {a['k']} shots). Test accuracy % of the target, per seed the mean over targets, "
+             "median [min, max] over seeds.", "",
+             "| initialisation | " + " | ".join(f"{k} shot{'s' if k != '1' else ''} per class" for k in shots) + " |",
+             "|---|" + "---|" * len(shots)]
+    for m in summ[shots[0]]:
+        if isinstance(summ[shots[0]][m], dict):
+            lines.append(f"| {names.get(m, m)} | " + " | ".join(_pc(summ[k][m]) for k in shots) + " |")
+    if vf:
+        lines.append(f"| meta forest (results/forest.json, commit {vf['forest_commit']}, seeds {vf['forest_seeds']}) | "
+                     + " | ".join(_pc(vf[k]["meta_forest"]) for k in shots) + " |")
+    for m in summ[shots[0]]:
+        if m.endswith("_beats_pooled"):
+            lines.append(f"| {m.removesuffix('_beats_pooled')} > pooled (target-seeds) | "
+                         + " | ".join(summ[k][m] for k in shots) + " |")
+    return "\n".join(lines)
+
+
+def invariance() -> str:
+    """Colored Fashion-MNIST: ERM, IRM, V-REx, their penalty-0 controls and the attribution mask."""
+    data = json.loads((RESULTS / "adapt-invariance.json").read_text())
+    s, an = data["settings"], data["anchors"]
+    lines = [_head("python benchmarks/invariance.py", data, data["wall_seconds_total"])
+             + f" MLP {s['hidden']}, {s['steps_full_batch']} full-batch Adam steps at lr {_cut(1e4 * s['lr'], 2)}e-4 "
+             f"(penalty annealed over {s['anneal_steps']}), {s['train_rows_per_environment']} training rows per "
+             f"environment; IRM weight {_cut(s['irm_weight'], 2)}, V-REx weight {s['vrex_weight']:g}. Accuracy % on "
+             "each environment's test split, median [min, max] over seeds; max abs Δp = largest difference of the "
+             "test-environment probabilities to ERM's.", "",
+             f"| method | test environment {s['test']} | training {s['general']} | training {s['shifted']} | "
+             "max abs Δp to ERM | seconds |",
+             "|---|---|---|---|---|---|"]
+    for label, row in data["results"].items():
+        diff = row.get("max_abs_proba_difference_to_erm")
+        lines.append(f"| {label} | {_pc(row[s['test'] + '_accuracy'])} | {_pc(row[s['general'] + '_accuracy'])} | "
+                     f"{_pc(row[s['shifted'] + '_accuracy'])} | {'–' if diff is None else _span(diff, digits=3)} | "
+                     f"{_cut(row['wall_seconds']['median'], 1)} |")
+    lines += ["", f"Published anchors ({an['source']}), test accuracy %: ERM {an['erm_test']}, IRM {an['irm_test']}, "
+              f"optimal invariant {an['optimal_invariant_test']}; goal: {an['goal']}."]
+    return "\n".join(lines)
+
+
+def ddp() -> str:
+    """Data-parallel training on CPU: 2 processes (torchrun, gloo) against 1, per global batch size."""
+    data = json.loads((RESULTS / "ddp-cpu.json").read_text())
+    m, st, summ = data["machine"], data["settings"], data["summary"]
+    if "throughput_ratio" in summ:  # the layout before one summary per batch size
+        summ = {f"batch_{st['batch_size']}": summ}
+    lines = [f"`python benchmarks/ddp.py`: {data['model']}, seed 0, {st['epochs']} epochs after an untimed "
+             f"warm-up epoch, {st['repeats']} repeats; 1 process pinned to one core vs `torchrun --nproc_per_node=2` "
+             f"(one core each) on {m['cpu']} ({m['cpu_count']} cores), commit {m.get('commit')}. Wall seconds of fit, "
+             "throughput ratio 2-process / 1-process, general-domain test accuracy %; median [min, max] over repeats.",
+             "", "| global batch | 1 process s | 2 processes s | throughput ratio | 1 process acc % "
+             "| 2 processes acc % |",
+             "|---|---|---|---|---|---|"]
+    for key, row in summ.items():
+        lines.append(f"| {key.removeprefix('batch_')} | {_span(row['one_process_seconds'], digits=2)} | "
+                     f"{_span(row['two_processes_seconds'], digits=2)} | {_span(row['throughput_ratio'], digits=2)} | "
+                     f"{_pc(row['one_process_test_accuracy'])} | {_pc(row['two_processes_test_accuracy'])} |")
     return "\n".join(lines)
 
 
