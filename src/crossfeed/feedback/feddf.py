@@ -32,7 +32,7 @@ from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundSta
 from crossfeed.feedback.fedavg import FedAvg
 from crossfeed.training import TrainConfig, train
 
-__all__ = ["FedDF", "architecture_key", "average_logits", "distill_into"]
+__all__ = ["FedDF", "architecture_key", "average_logits", "distill_into", "unlabelled_rows"]
 
 TRANSFER = ("general", "field")
 CLIENT_MODELS = ("large", "experts")
@@ -93,6 +93,20 @@ def distill_into(module: nn.Module, X: np.ndarray, teacher_logits: np.ndarray, c
     return module
 
 
+def unlabelled_rows(ctx: FeedbackContext, source: str, what: str) -> np.ndarray:
+    """Rows the server may read without labels: the general domain's training rows (``"general"``)
+    or the experts' domains' field data (``"field"``), flattened; a clear error when there are none."""
+    if source == "general":
+        parts = [ctx.suite[ctx.general].X_train]
+    else:
+        parts = [ctx.suite[n].X_field for n in ctx.experts if n != ctx.general and ctx.suite[n].X_field is not None]
+    parts = [flat(p) for p in parts if len(p)]
+    if not parts:
+        raise EmptyDataError(f"{what}={source!r} gives no rows; the server needs unlabelled rows (use 'general', "
+                             "pass server_X to crossfeed.federated.simulate, or give the domains field data)")
+    return np.concatenate(parts)
+
+
 @register("feddf")
 class FedDF(FedAvg):
     """FedAvg plus ensemble distillation on the server.
@@ -130,17 +144,7 @@ class FedDF(FedAvg):
 
     def transfer_data(self, ctx: FeedbackContext) -> np.ndarray:
         """The server's unlabelled transfer rows."""
-        if self.transfer == "general":
-            parts = [ctx.suite[ctx.general].X_train]
-        else:
-            parts = [ctx.suite[n].X_field for n in ctx.experts
-                     if n != ctx.general and ctx.suite[n].X_field is not None]
-        parts = [flat(p) for p in parts if len(p)]
-        X = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-        if len(X) == 0:
-            raise EmptyDataError(f"feddf: transfer={self.transfer!r} gives no rows; the server needs unlabelled "
-                                 "transfer data (use transfer='general' or give the domains field data)")
-        return X
+        return unlabelled_rows(ctx, self.transfer, "feddf: transfer")
 
     def local_tasks(self, round: int, state: RoundState) -> list[LocalTask]:
         ctx = state.ctx

@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossfeed.exceptions import EmptyDataError
 from crossfeed.feedback._base import FeedbackContext, flat, register
 from crossfeed.feedback._params import Param
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundsStrategy, RoundState, client_data
-from crossfeed.feedback.feddf import average_logits
+from crossfeed.feedback.feddf import average_logits, unlabelled_rows
 from crossfeed.training import train
 
 __all__ = ["FedMD", "consensus"]
@@ -87,16 +86,8 @@ class FedMD(RoundsStrategy):
         self._consensus: np.ndarray | None = None
 
     def public_data(self, ctx: FeedbackContext) -> np.ndarray:
-        if self.public == "general":
-            parts = [ctx.suite[ctx.general].X_train]
-        else:
-            parts = [ctx.suite[n].X_field for n in ctx.experts
-                     if n != ctx.general and ctx.suite[n].X_field is not None]
-        parts = [flat(p) for p in parts if len(p)]
-        X = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-        if len(X) == 0:
-            raise EmptyDataError(f"fedmd: public={self.public!r} gives no rows; every party needs the public rows")
-        return X
+        """The public rows every party reads (unlabelled)."""
+        return unlabelled_rows(ctx, self.public, "fedmd: public")
 
     def client_start(self, ctx: FeedbackContext, client: str) -> nn.Module:
         own = getattr(ctx.experts.get(client), "module_", None)
