@@ -12,6 +12,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ.setdefault("CROSSFEED_CACHE", str(tmp_path_factory.mktemp("crossfeed-cache")))
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # tests never touch the network
     torch.set_num_threads(1)
 
 

@@ -6,10 +6,16 @@
   a federated strategy of :mod:`crossfeed.feedback` (``fedavg``, ``fedprox``, ``feddf``,
   ``fedmd``) over clients and returns a :class:`FederatedRun` (global model, per-round log,
   accuracy per round).
+- :func:`run_flower`: the same strategies as Flower apps (a ServerApp and one ClientApp per
+  client) in Flower's Simulation Runtime, same arguments and result as :func:`simulate`;
+  :func:`write_flower_app`, :func:`write_flower_job`, :class:`FlowerJob`, :func:`read_flower_run`:
+  the same apps on a deployment (``flower-superlink``, ``flower-supernode``, ``flwr run``).
+  Needs ``crossfeed[federated]``.
 """
 
+from crossfeed.federated._flower import FlowerJob, read_flower_run, run_flower, write_flower_app, write_flower_job
 from crossfeed.federated._partition import class_counts, dirichlet_partition, domain_partition
 from crossfeed.federated._simulate import Client, FederatedRun, clients_from_parts, simulate
 
-__all__ = ["Client", "FederatedRun", "class_counts", "clients_from_parts", "dirichlet_partition", "domain_partition",
-           "simulate"]
+__all__ = ["Client", "FederatedRun", "FlowerJob", "class_counts", "clients_from_parts", "dirichlet_partition",
+           "domain_partition", "read_flower_run", "run_flower", "simulate", "write_flower_app", "write_flower_job"]

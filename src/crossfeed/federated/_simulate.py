@@ -63,7 +63,7 @@ def clients_from_parts(X: Any, y: Any, parts: Sequence[np.ndarray], prefix: str 
 
 @dataclass
 class FederatedRun:
-    """What :func:`simulate` returns.
+    """What :func:`simulate` and :func:`~crossfeed.federated.run_flower` return.
 
     Attributes
     ----------
@@ -108,21 +108,8 @@ def simulate(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence
     timeout_s : a client whose local training takes longer is dropped for the round.
     """
     settings = settings or TrainSettings()
-    if not isinstance(model, TorchClassifier) or not hasattr(model, "module_"):
-        raise ValidationError(f"simulate needs a fitted TorchClassifier as the initial global model; got "
-                              f"{type(model).__name__}. Fit it first (a few rows are enough for a fresh network)")
-    if not clients:
-        raise EmptyDataError("simulate needs at least one client")
-    names = [c.name for c in clients]
-    if len(set(names)) != len(names):
-        raise ValidationError(f"client names must be unique; got {len(names) - len(set(names))} duplicates")
+    _check_inputs(model, clients, "simulate")
     classes = model.classes_
-    for c in clients:
-        unknown = np.setdiff1d(np.asarray(c.y), classes)
-        if len(unknown):
-            raise LabelMismatchError(f"client {c.name!r} holds labels {unknown.tolist()} that the global model "
-                                     f"does not predict (its classes: {classes.tolist()}); a federated run needs "
-                                     "one label space: refit the model on every class or relabel the client")
     suite = _suite(clients, classes, server_X, server_y)
     ctx = FeedbackContext(large=model, experts={c.name: None for c in clients}, suite=suite, settings=settings)
     accuracy: list[float] = []
@@ -167,6 +154,26 @@ class _Federation:
             if site.name == name:
                 return site
         raise KeyError(name)
+
+
+def _check_inputs(model: Any, clients: Sequence[Client], what: str) -> None:
+    """The checks of :func:`~crossfeed.federated.simulate`: a fitted model, unique clients, one label space."""
+    if not isinstance(model, TorchClassifier) or not hasattr(model, "module_"):
+        raise ValidationError(f"{what} needs a fitted TorchClassifier as the initial global model; got "
+                              f"{type(model).__name__}. Fit it first (a few rows are enough for a fresh network)")
+    if not clients:
+        raise EmptyDataError(f"{what} needs at least one client")
+    if not all(isinstance(c, Client) for c in clients):
+        raise ValidationError(f"{what} needs crossfeed.federated.Client objects (see clients_from_parts)")
+    names = [c.name for c in clients]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"client names must be unique; got {len(names) - len(set(names))} duplicates")
+    for c in clients:
+        unknown = np.setdiff1d(np.asarray(c.y), model.classes_)
+        if len(unknown):
+            raise LabelMismatchError(f"client {c.name!r} holds labels {unknown.tolist()} that the global model "
+                                     f"does not predict (its classes: {model.classes_.tolist()}); a federated run "
+                                     "needs one label space: refit the model on every class or relabel the client")
 
 
 def _suite(clients: Sequence[Client], classes: np.ndarray, server_X: Any, server_y: Any) -> _Federation:

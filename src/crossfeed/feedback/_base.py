@@ -403,7 +403,7 @@ def general_data(suite: DomainSuite) -> tuple[str, np.ndarray, np.ndarray]:
 def flat(X: np.ndarray) -> np.ndarray:
     """Samples flattened to shape (n_samples, n_features), float32."""
     X = np.asarray(X, dtype=np.float32)
-    return X.reshape(len(X), -1)
+    return X.reshape(len(X), int(np.prod(X.shape[1:], dtype=np.int64)))  # -1 cannot size 0 rows
 
 
 STRATEGIES.add(FeedbackStrategy.name, FeedbackStrategy)

@@ -1,0 +1,771 @@
+"""Federated runs on Flower (``flwr``, Message API): a ServerApp and a ClientApp around the rounds driver.
+
+The second engine next to :func:`~crossfeed.federated.simulate`: the same strategies (``fedavg``,
+``fedprox``, ``feddf``, ``fedmd``), the same arguments and the same :class:`FederatedRun`, but
+every client is a Flower ClientApp that holds its own rows and talks to the server only through
+Flower messages. :func:`run_flower` runs it in Flower's Simulation Runtime (Ray, one process per
+client); :func:`write_flower_app` / :func:`write_flower_job` / :func:`read_flower_run` run the very
+same apps on a real deployment (``flower-superlink``, ``flower-supernode``, ``flwr run``).
+
+What travels
+------------
+The server runs the strategy's ``local_tasks`` on a context whose client sites hold **no rows**;
+each task therefore carries only server-side rows (FedMD: the public rows and their consensus soft
+targets; FedAvg, FedProx, FedDF: none). Per round and client the server sends a message with
+
+- ``config`` (ConfigRecord): round, seed offset, client name, the strategy's registered name and
+  parameters (the ClientApp rebuilds the same strategy from ``crossfeed.feedback.STRATEGIES``),
+  the local training settings and the architecture (see below);
+- ``start`` (ArrayRecord): the state of the network to train from; for a ``persistent_clients``
+  strategy (FedMD) only until the client holds a network of its own, which it keeps in
+  ``context.state`` (round 1: :meth:`~crossfeed.feedback.RoundsStrategy.client_start`);
+- ``rows`` (ArrayRecord): the task's server-side rows, labels and soft targets (possibly 0 rows);
+- ``public`` (ArrayRecord): the server's rows, sent once, only to strategies whose ``reply`` reads
+  per-run state (FedMD's logits on the public rows): the ClientApp rebuilds that state by running
+  the strategy's round-1 ``local_tasks`` on its own view (those rows plus its own).
+
+The ClientApp appends its own labelled rows (and their one-hot targets when the task has soft
+targets), builds the strategy's ``client_hooks`` from the received network (FedProx's proximal
+term), trains through the rounds driver (:func:`crossfeed.feedback.run_rounds` on this one task:
+the one training loop, its failure and NaN checks) and replies ``strategy.reply(module, task)``
+(weights, or FedMD's logits) plus a MetricRecord (``num-examples``: its own row count,
+``seconds``). Its rows never leave it. A missing reply (``timeout_s``), an error reply or
+non-finite arrays are a :class:`~crossfeed.feedback.Failure`, dropped and reported as in
+:func:`~crossfeed.feedback.run_rounds`.
+
+The architecture
+----------------
+The ClientApp rebuilds the network from the initial model's construction parameters: its
+registered architecture name, ``module_kwargs``, ``n_features_in_`` and number of classes
+(:func:`crossfeed.models.build_module`), then loads the received state. No pickle travels; as
+for :func:`crossfeed.models.save_model`, the model must be built from a registered architecture
+name.
+
+Client data in simulation
+-------------------------
+Flower's Ray backend runs every ClientApp in a separate worker process, so a registry in this
+process would not reach them: :func:`run_flower` writes each client's rows to its own file
+``partition-<id>.npz`` in a temporary folder that only the ClientApp of that partition reads, and
+deletes the folder at the end. On a deployment, each SuperNode names its file in its node config
+(``data-path``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossfeed.exceptions import EmptyDataError, ValidationError, missing_dependency
+from crossfeed.federated._simulate import Client, FederatedRun, _check_inputs, _suite
+from crossfeed.feedback import (
+    STRATEGIES,
+    Failure,
+    FedAvg,
+    FedMD,
+    FeedbackContext,
+    LocalTask,
+    LocalUpdate,
+    RoundLog,
+    RoundsStrategy,
+    RoundState,
+    TrainSettings,
+    run_rounds,
+)
+from crossfeed.models import TorchClassifier, build_module, fitted_copy, load_model, save_model
+from crossfeed.training import torch_threads
+
+__all__ = ["FlowerJob", "read_flower_run", "run_flower", "write_flower_app", "write_flower_job"]
+
+logger = logging.getLogger(__name__)
+
+#: The strategies whose client step Flower can run (subclasses included).
+SUPPORTED = ("fedavg", "fedprox", "feddf", "fedmd")
+BACKENDS = ("simulation",)
+JOB_FORMAT = "crossfeed.flower_job"
+#: Keys in a ClientApp's ``context.state``.
+_OWN_NETWORK, _PUBLIC = "crossfeed.network", "crossfeed.public"
+#: How long the server waits for the SuperNodes to connect (and answer who they are).
+NODE_WAIT_S = 120.0
+
+
+def _flwr() -> Any:
+    try:
+        import flwr.app
+        import flwr.clientapp
+        import flwr.serverapp
+    except ImportError:
+        raise missing_dependency("flwr", "federated") from None
+    return flwr
+
+
+# -- the job: everything the server needs ------------------------------------------------------
+@dataclass
+class _Job:
+    """What the ServerApp runs: the strategy and the initial model, the clients by partition id
+    (names only: their rows are theirs), the server's rows and the test rows."""
+
+    strategy: RoundsStrategy
+    model: TorchClassifier
+    names: list[str]
+    sample_shape: tuple[int, ...]
+    settings: TrainSettings
+    server_X: np.ndarray | None = None
+    server_y: np.ndarray | None = None
+    test: tuple[np.ndarray, np.ndarray] | None = None
+    timeout_s: float | None = None
+    node_wait_s: float = NODE_WAIT_S
+
+
+@dataclass(frozen=True)
+class _Shell:
+    """A client as the server sees it: a name and no rows."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+
+
+def _check_strategy(strategy: Any) -> None:
+    if not isinstance(strategy, (FedAvg, FedMD)):
+        name = getattr(strategy, "name", None)
+        raise ValidationError(
+            f"run_flower runs the strategies whose client step trains the received network on the client's rows "
+            f"plus rows the server sends: {', '.join(SUPPORTED)} (and their subclasses); got "
+            f"{type(strategy).__name__}{f' ({name!r})' if name else ''}, whose local tasks are built from the "
+            "clients' rows on the server side. Run it in process with crossfeed.federated.simulate")
+    registered = STRATEGIES.get(strategy.name)
+    if not isinstance(strategy, registered):
+        raise ValidationError(
+            f"the ClientApp rebuilds the strategy from its registered name {strategy.name!r}, which is "
+            f"{registered.__name__}, not a base of {type(strategy).__name__}; register the subclass under a name "
+            "of its own (crossfeed.feedback.register) in a module the ClientApp imports")
+    strategy.validate()
+
+
+def _architecture(model: TorchClassifier) -> dict[str, Any]:
+    """The construction parameters a ClientApp rebuilds the network from (checked against ``model.module_``)."""
+    if not isinstance(model.module, str):
+        raise ValidationError(
+            "run_flower rebuilds the network on every client from a registered architecture name (no pickle "
+            f"travels); got module={type(model.module).__name__}. Register the factory with "
+            "crossfeed.models.ARCHITECTURES.register('name') and build the model as TorchClassifier('name', ...)")
+    spec = {"module": model.module, "module_kwargs": _jsonable(dict(model.module_kwargs or {}), "module_kwargs"),
+            "n_features": int(model.n_features_in_), "n_classes": int(len(model.classes_))}
+    built = _build(spec)
+    if _shapes(built) != _shapes(model.module_):
+        raise ValidationError(
+            f"the model's network does not match its architecture {model.module!r} with module_kwargs "
+            f"{spec['module_kwargs']}: a client could not rebuild it; refit the model from that architecture")
+    return spec
+
+
+def _build(spec: Mapping[str, Any]) -> nn.Module:
+    return build_module(spec["module"], spec["n_features"], spec["n_classes"], **spec["module_kwargs"])
+
+
+def _shapes(module: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic) else list(v)))
+    except TypeError as exc:
+        raise ValidationError(f"{what} must be JSON values (numbers, strings, lists, dicts) to travel to the "
+                              f"clients; got {value!r} ({exc})") from None
+
+
+def _plain(a: Any) -> np.ndarray:
+    """``a`` as an array Flower can send without pickle (object arrays of labels become strings)."""
+    a = np.asarray(a)
+    return a.astype(str) if a.dtype == object else a
+
+
+def _make_job(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence[Client], settings: TrainSettings,
+              server_X: Any, server_y: Any, test: tuple[Any, Any] | None, timeout_s: float | None) -> _Job:
+    _check_strategy(strategy)
+    _check_inputs(model, clients, "run_flower")
+    _architecture(model)
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or timeout_s < 0):
+        raise ValidationError(f"timeout_s must be None or a number of seconds >= 0; got {timeout_s!r}")
+    shape = tuple(int(d) for d in np.asarray(clients[0].X).shape[1:])
+    sX = None if server_X is None else np.asarray(server_X, dtype=np.float32)
+    sy = None if server_y is None else _plain(server_y)
+    _suite([_Shell(c.name, np.zeros((0, *shape), np.float32), np.zeros(0)) for c in clients],
+           model.classes_, sX, sy)  # the same checks of the server rows as simulate
+    test_ = None if test is None else (np.asarray(test[0], dtype=np.float32), _plain(test[1]))
+    return _Job(strategy, model, [c.name for c in clients], shape, settings, sX, sy, test_, timeout_s)
+
+
+# -- the server ----------------------------------------------------------------------------
+def _records(arrays: Mapping[str, Any]) -> Any:
+    flwr = _flwr()
+    return flwr.app.ArrayRecord({k: flwr.app.Array(np.ascontiguousarray(_plain(v))) for k, v in arrays.items()})
+
+
+def _state(module: nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def _wait_for_nodes(grid: Any, names: list[str], wait_s: float) -> dict[str, int]:
+    """Client name -> node id: ask every node for its partition id (its index in ``names``)."""
+    flwr = _flwr()
+    deadline = time.monotonic() + wait_s
+    nodes = list(grid.get_node_ids())
+    while len(nodes) < len(names) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        nodes = list(grid.get_node_ids())
+    if len(nodes) < len(names):
+        raise ValidationError(f"the federation has {len(names)} clients but only {len(nodes)} SuperNodes connected "
+                              f"within {wait_s:.0f} s; start one SuperNode per client")
+    query = [flwr.app.Message(flwr.app.RecordDict({"config": flwr.app.ConfigRecord({"ask": "partition-id"})}),
+                              node, flwr.app.MessageType.QUERY) for node in nodes]
+    # a fresh wait for the answers: a ClientApp's first start (imports, Ray workers) can take long on a busy machine
+    replies = list(grid.send_and_receive(query, timeout=wait_s))
+    node_of: dict[str, int] = {}
+    for reply in replies:
+        if reply.has_error():
+            raise ValidationError(f"SuperNode {reply.metadata.src_node_id} could not say which client it is: "
+                                  f"{reply.error.reason}")
+        pid = int(reply.content["config"]["partition-id"])
+        if not 0 <= pid < len(names):
+            continue  # a node of no client of this run
+        if names[pid] in node_of:
+            raise ValidationError(f"two SuperNodes have partition-id={pid}; give every SuperNode its own "
+                                  "(--node-config 'partition-id=N ...')")
+        node_of[names[pid]] = reply.metadata.src_node_id
+    missing = [n for n in names if n not in node_of]
+    if missing:
+        raise ValidationError(f"no SuperNode answered for the clients {missing} (partition ids "
+                              f"{[names.index(n) for n in missing]}); start one SuperNode per partition id "
+                              f"0..{len(names) - 1}")
+    return node_of
+
+
+def _serve(grid: Any, job: _Job, record: Callable[[int, str, str, str, np.ndarray], None] | None = None
+           ) -> tuple[nn.Module, list[RoundLog], list[float]]:
+    """The ServerApp's main loop: ``strategy.rounds`` rounds over the Grid; return the final network,
+    the log and the test accuracy per round. ``record(round, client, record, key, array)`` sees every
+    array the server receives (for audits)."""
+    flwr = _flwr()
+    strategy, model, settings = job.strategy, job.model, job.settings
+    classes = model.classes_
+    node_of = _wait_for_nodes(grid, job.names, job.node_wait_s)
+    shells = [_Shell(n, np.zeros((0, *job.sample_shape), np.float32), np.zeros(0, dtype=_plain(classes).dtype))
+              for n in job.names]
+    suite = _suite(shells, classes, job.server_X, job.server_y)
+    ctx = FeedbackContext(large=model, experts={n: None for n in job.names}, suite=suite, settings=settings)
+    state = RoundState(ctx, copy.deepcopy(model.module_).cpu())
+    arch = _architecture(model)
+    shared = type(strategy).reply is not RoundsStrategy.reply  # its reply reads per-run state: share the rows
+    own: set[str] = set()  # persistent clients that hold a network of their own
+    acked: set[str] = set()  # clients that hold the shared rows
+    log: list[RoundLog] = []
+    accuracy: list[float] = []
+    for r in range(1, strategy.rounds + 1):
+        t0 = time.perf_counter()
+        tasks = strategy.local_tasks(r, state)
+        if not tasks:
+            logger.info("round %d: no tasks; stopping", r)
+            break
+        if len({t.client for t in tasks}) != len(tasks):
+            raise ValidationError(f"{strategy.name}: round {r} has several tasks for one client; run_flower sends "
+                                  "one message per client and round")
+        messages, starts = [], []
+        for i, task in enumerate(tasks):
+            if task.client not in node_of:
+                raise ValidationError(f"{strategy.name}: a task for {task.client!r}, which is no client of this run")
+            if strategy.persistent_clients and task.start is None:
+                start = None if task.client in own else (strategy.client_start(ctx, task.client) or state.module)
+            else:
+                start = task.start if task.start is not None else state.module
+            if start is not None and _shapes(start) != _shapes(model.module_):
+                raise ValidationError(f"{strategy.name}: the start network of {task.client!r} is not the model's "
+                                      "architecture; a ClientApp rebuilds only that one")
+            starts.append(start if start is not None else state.module)
+            content = flwr.app.RecordDict()
+            content["config"] = flwr.app.ConfigRecord({
+                "round": r, "seed-offset": 1000 * r + i, "client": task.client, "strategy": strategy.name,
+                "params": json.dumps(_jsonable(strategy.get_params(), "strategy parameters")),
+                "settings": json.dumps(settings.to_dict()),
+                "task-settings": "" if task.settings is None else json.dumps(task.settings.to_dict()),
+                "architecture": json.dumps(arch)})
+            if start is not None:
+                content["start"] = _records(_state(start))
+            rows = {"X": np.asarray(task.X, dtype=np.float32).reshape(len(task.X), arch["n_features"]), "y": _plain(task.y),
+                    "classes": _plain(classes)}
+            if task.soft_targets is not None:
+                rows["soft"] = np.asarray(task.soft_targets, dtype=np.float32)
+            content["rows"] = _records(rows)
+            if shared and task.client not in acked and job.server_X is not None:
+                content["public"] = _records({"X": job.server_X.reshape(len(job.server_X), arch["n_features"])})
+            messages.append(flwr.app.Message(content, node_of[task.client], flwr.app.MessageType.TRAIN,
+                                             group_id=str(r)))
+        replies = {m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=job.timeout_s)}
+        updates, failures = [], []
+        for task, start in zip(tasks, starts):
+            reply = replies.get(node_of[task.client])
+            if reply is None:
+                failures.append(Failure(task.client, "no reply" if job.timeout_s is None else
+                                        f"timed out: no reply within {job.timeout_s} s"))
+                continue
+            acked.add(task.client)
+            if reply.has_error():
+                failures.append(Failure(task.client, reply.error.reason or "the client replied with an error"))
+                continue
+            arrays = {}
+            for name, rec in reply.content.array_records.items():
+                for key, value in rec.items():
+                    a = value.numpy()
+                    if record is not None:
+                        record(r, task.client, name, key, a)
+                    if name == "reply":
+                        arrays[key] = torch.from_numpy(np.array(a))
+            metrics = reply.content["metrics"]
+            seconds, n = float(metrics["seconds"]), int(metrics["num-examples"])
+            if job.timeout_s is not None and seconds > job.timeout_s:
+                failures.append(Failure(task.client, f"timed out: {seconds:.2f} s > {job.timeout_s} s"))
+            elif not all(bool(torch.isfinite(a).all()) for a in arrays.values() if a.is_floating_point()):
+                failures.append(Failure(task.client, "non-finite weights (NaN or inf)"))
+            else:
+                sent = sum(a.numel() * a.element_size() for a in arrays.values())
+                updates.append(LocalUpdate(task.client, _with_state(start, arrays), float(n), n, seconds, sent,
+                                           arrays))
+                if strategy.persistent_clients:
+                    own.add(task.client)
+        new = strategy.aggregate(r, state.module, updates, failures) if updates else None
+        if new is not None and not all(bool(torch.isfinite(t).all()) for t in new.state_dict().values()
+                                       if t.is_floating_point()):
+            raise ValidationError(f"{strategy.name}: aggregate returned non-finite weights in round {r}")
+        if new is not None:
+            state.module = new.cpu()
+        log.append(RoundLog(r, tuple(u.client for u in updates), tuple(failures), new is None,
+                            time.perf_counter() - t0, sum(u.bytes_sent for u in updates)))
+        state.history = log
+        if job.test is not None:
+            accuracy.append(float(fitted_copy(model, copy.deepcopy(state.module)).score(*job.test)))
+    return state.module, log, accuracy
+
+
+def _with_state(template: nn.Module, arrays: Mapping[str, torch.Tensor]) -> nn.Module | None:
+    """``template`` carrying the reply when the reply is a state of that network, else None
+    (FedMD's logits: its aggregate reads only ``LocalUpdate.arrays``)."""
+    if [(k, tuple(v.shape)) for k, v in arrays.items()] != _shapes(template):
+        return None
+    out = copy.deepcopy(template)
+    out.load_state_dict(dict(arrays))
+    return out.eval()
+
+
+def _server_app(load: Callable[[Any], _Job], done: Callable[[Any, _Job, tuple], None],
+                record: Callable[..., None] | None = None) -> Any:
+    flwr = _flwr()
+    app = flwr.serverapp.ServerApp()
+
+    @app.main()
+    def main(grid: Any, context: Any) -> None:
+        job = load(context)
+        with torch_threads(job.settings.threads):
+            result = _serve(grid, job, record)
+        done(context, job, result)
+
+    return app
+
+
+# -- the client ------------------------------------------------------------------------------
+class _OneTask(RoundsStrategy):
+    """One round of one task through :func:`run_rounds`: the client's step, exactly as in process."""
+
+    def __init__(self, task: LocalTask, reply: Callable[[nn.Module, LocalTask], dict[str, torch.Tensor]]) -> None:
+        self.rounds = 1
+        self.task = task
+        self._reply = reply
+        self.update: LocalUpdate | None = None
+
+    def local_tasks(self, round: int, state: RoundState) -> list[LocalTask]:
+        return [self.task]
+
+    def aggregate(self, round: int, start: nn.Module, updates: list[LocalUpdate],
+                  failures: list[Failure]) -> nn.Module | None:
+        self.update = updates[0]
+        return None
+
+    def reply(self, module: nn.Module, task: LocalTask) -> dict[str, torch.Tensor]:
+        return self._reply(module, task)
+
+
+def _client_rows(context: Any, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    config = context.node_config
+    if "data-path" in config:
+        path = Path(str(config["data-path"]))
+    elif data_dir is not None and "partition-id" in config:
+        path = Path(data_dir) / f"partition-{int(config['partition-id'])}.npz"
+    else:
+        raise ValidationError("this SuperNode has no data: start it with --node-config "
+                              "\"partition-id=N data-path='/path/to/client.npz'\" (a file from write_flower_job)")
+    if not path.is_file():
+        raise EmptyDataError(f"this client's data file {path} does not exist; write it with write_flower_job")
+    with np.load(path, allow_pickle=False) as f:
+        return f["X"], f["y"]
+
+
+def _partition_id(context: Any) -> int:
+    if "partition-id" not in context.node_config:
+        raise ValidationError("this SuperNode has no partition-id in its node config; start it with "
+                              "--node-config \"partition-id=N data-path='...'\"")
+    return int(context.node_config["partition-id"])
+
+
+def _train(message: Any, context: Any, data_dir: str | None) -> Any:
+    """The ClientApp's step: rebuild strategy and network, append the own rows, train, reply.
+
+    Whatever goes wrong is an error reply ``"<Exception>: <message>"`` (a Failure on the server,
+    worded as :func:`~crossfeed.feedback.run_rounds` words it)."""
+    flwr = _flwr()
+    try:
+        return _train_step(message, context, data_dir)
+    except Exception as exc:  # failure is part of the contract: reported to the server, never raised here
+        logger.warning("client step failed: %s", exc)
+        return flwr.app.Message(flwr.app.Error(code=2, reason=f"{type(exc).__name__}: {exc}"), reply_to=message)
+
+
+def _train_step(message: Any, context: Any, data_dir: str | None) -> Any:
+    flwr = _flwr()
+    config = message.content["config"]
+    X_own, y_own = _client_rows(context, data_dir)
+    name = str(config["client"])
+    cls = STRATEGIES.get(str(config["strategy"]))
+    strategy = cls(**cls.check_params(json.loads(str(config["params"]))))
+    settings = TrainSettings(**json.loads(str(config["settings"])))
+    task_settings = TrainSettings(**json.loads(str(config["task-settings"]))) if config["task-settings"] else None
+    arch = json.loads(str(config["architecture"]))
+    start = _build(arch)
+    if "start" in message.content:
+        start.load_state_dict(message.content["start"].to_torch_state_dict())
+    elif _OWN_NETWORK in context.state:
+        start.load_state_dict(context.state[_OWN_NETWORK].to_torch_state_dict())
+    else:
+        raise ValidationError(f"client {name!r} holds no network of its own and the server sent none")
+    if "public" in message.content:
+        context.state[_PUBLIC] = message.content["public"]
+    rows = {k: v.numpy() for k, v in message.content["rows"].items()}
+    classes = rows["classes"]
+    X_own = np.asarray(X_own, dtype=np.float32).reshape(len(X_own), int(arch["n_features"]))
+    X = np.concatenate([rows["X"], X_own])
+    y = np.concatenate([rows["y"].astype(classes.dtype), np.asarray(y_own).astype(classes.dtype)])
+    unknown = np.setdiff1d(y, classes)
+    if len(unknown):
+        raise ValidationError(f"client {name!r} holds labels {unknown.tolist()} the large model does not predict")
+    soft = None
+    if "soft" in rows:  # one-hot targets for the own rows, after the server's soft ones (as in FedMD's task)
+        onehot = np.eye(len(classes), dtype=np.float32)[np.searchsorted(classes, y[len(rows["y"]):])]
+        soft = np.concatenate([rows["soft"], onehot])
+    large = TorchClassifier(arch["module"], module_kwargs=arch["module_kwargs"] or None)
+    large.classes_, large.n_features_in_, large.module_ = classes, int(arch["n_features"]), start
+    public = context.state[_PUBLIC]["X"].numpy() if _PUBLIC in context.state else None
+    suite = _suite([Client(name, X_own, np.asarray(y_own))], classes, public, None)
+    ctx = FeedbackContext(large=large, experts={name: None}, suite=suite, settings=settings)
+    if type(strategy).reply is not RoundsStrategy.reply:
+        strategy.local_tasks(1, RoundState(ctx, start))  # the per-run state its reply reads (FedMD: the public rows)
+    hooks = strategy.client_hooks(start) if hasattr(strategy, "client_hooks") else ()
+    base = task_settings or settings
+    # run_rounds trains its one task with seed offset 1000 (round 1, task 0): shift the seed to this task's offset
+    shifted = dataclasses.replace(base, seed=base.seed + int(config["seed-offset"]) - 1000)
+    task = LocalTask(name, X, y, weight=len(y_own), start=start, hooks=list(hooks), settings=shifted,
+                     soft_targets=soft)
+    one = _OneTask(task, strategy.reply)
+    with torch_threads(base.threads):
+        _, log = run_rounds(one, ctx, start)
+    if one.update is None:
+        reason = log[0].failures[0].reason if log and log[0].failures else "no update"
+        return flwr.app.Message(flwr.app.Error(code=2, reason=reason), reply_to=message)
+    if strategy.persistent_clients:
+        context.state[_OWN_NETWORK] = _records(_state(one.update.module))
+    content = flwr.app.RecordDict({
+        "reply": _records({k: v.cpu().numpy() for k, v in one.update.arrays.items()}),
+        "metrics": flwr.app.MetricRecord({"num-examples": int(len(y_own)), "seconds": float(one.update.seconds)})})
+    return flwr.app.Message(content, reply_to=message)
+
+
+def _client_app(data_dir: str | None = None) -> Any:
+    """The ClientApp; its rows come from ``data-path`` in the node config, else from
+    ``data_dir/partition-<id>.npz`` (simulation)."""
+    flwr = _flwr()
+    app = flwr.clientapp.ClientApp()
+
+    @app.query()
+    def query(message: Any, context: Any) -> Any:
+        pid = _partition_id(context)
+        _, y = _client_rows(context, data_dir)
+        return flwr.app.Message(flwr.app.RecordDict({"config": flwr.app.ConfigRecord(
+            {"partition-id": pid, "num-examples": int(len(y))})}), reply_to=message)
+
+    @app.train()
+    def train(message: Any, context: Any) -> Any:
+        return _train(message, context, data_dir)
+
+    return app
+
+
+# -- engine 2: Flower's Simulation Runtime ----------------------------------------------------
+def run_flower(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence[Client], *,
+               settings: TrainSettings | None = None, server_X: Any = None, server_y: Any = None,
+               test: tuple[Any, Any] | None = None, timeout_s: float | None = None,
+               backend: str = "simulation") -> FederatedRun:
+    """Run a federated strategy over ``clients`` as Flower apps (ServerApp + one ClientApp per client).
+
+    Same arguments and result as :func:`~crossfeed.federated.simulate`; with the same seed the same
+    final weights (to float tolerance). Needs ``crossfeed[federated]`` (``flwr[simulation]``).
+
+    Parameters
+    ----------
+    strategy : ``FedAvg``, ``FedProx``, ``FedDF`` or ``FedMD`` (or a registered subclass); other
+        rounds strategies (Reptile, MAML) build their tasks from the clients' rows on the server
+        and are refused.
+    model : a fitted :class:`TorchClassifier` built from a registered architecture name (every
+        client rebuilds it); never modified.
+    clients : the clients; names unique, labels within ``model.classes_``. Client ``i`` is the
+        ClientApp of partition ``i``.
+    settings, server_X, server_y, test : as in :func:`~crossfeed.federated.simulate`.
+    timeout_s : the server waits this long for the replies of a round (``send_and_receive``'s
+        timeout); a client that does not reply in time, or reports a longer training, is dropped
+        for the round. Includes Flower's message latency.
+    backend : ``"simulation"``: Flower's Simulation Runtime, every client in a Ray worker process
+        with 1 CPU. A real deployment runs the same apps with ``flwr run``
+        (:func:`write_flower_app`, :func:`write_flower_job`, :func:`read_flower_run`).
+
+    Example
+    -------
+    ``run = run_flower(FedAvg(rounds=5), init, clients, settings=TrainSettings(epochs=1), test=(X, y))``
+    """
+    settings = settings or TrainSettings()
+    if backend not in BACKENDS:
+        raise ValidationError(f"backend must be one of {BACKENDS}; got {backend!r}. A deployment runs the apps "
+                              "with `flwr run` (see write_flower_app and write_flower_job)")
+    _flwr()
+    if importlib.util.find_spec("ray") is None:  # flwr's run_simulation would exit the interpreter
+        raise missing_dependency("ray", "federated")
+    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s)
+    return _simulation(job, clients)
+
+
+def _simulation(job: _Job, clients: Sequence[Client],
+                record: Callable[[int, str, str, str, np.ndarray], None] | None = None) -> FederatedRun:
+    from flwr.simulation import run_simulation
+
+    out: dict[str, tuple] = {}
+    app = _server_app(lambda context: job, lambda context, job, result: out.setdefault("result", result), record)
+    flwr_log = logging.getLogger("flwr")
+    level, pythonpath = flwr_log.level, os.environ.get("PYTHONPATH")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="crossfeed-flower-") as data_dir:
+        for i, c in enumerate(clients):
+            _write_rows(Path(data_dir) / f"partition-{i}.npz", c)
+        cpus = max(1, min(len(clients), os.cpu_count() or 1))
+        flwr_log.setLevel(logging.WARNING)
+        try:
+            run_simulation(server_app=app, client_app=_client_app(data_dir), num_supernodes=len(clients),
+                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                           "init_args": {"num_cpus": cpus}})
+        finally:
+            flwr_log.setLevel(level)
+            if pythonpath is None:  # Ray's backend exports this process's sys.path as PYTHONPATH
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = pythonpath
+    if "result" not in out:
+        raise RuntimeError("the Flower simulation ended without a result from the ServerApp; see the log above")
+    module, log, accuracy = out["result"]
+    return FederatedRun(fitted_copy(job.model, module), log, accuracy, time.perf_counter() - t0)
+
+
+def _write_rows(path: Path, client: Client) -> None:
+    np.savez(path, X=np.asarray(client.X, dtype=np.float32), y=_plain(client.y))
+
+
+# -- a deployment: flwr run --------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlowerJob:
+    """A federated run written to disk for ``flwr run`` (:func:`write_flower_job`).
+
+    Attributes
+    ----------
+    directory : the job folder; the ServerApp reads it and writes its result into ``result/``.
+    client_files : the data file of every client, by partition id; give client ``i``'s file to
+        SuperNode ``i`` only (:meth:`node_config`).
+    """
+
+    directory: Path
+    client_files: tuple[Path, ...]
+
+    def node_config(self, partition_id: int) -> str:
+        """``--node-config`` of the SuperNode of client ``partition_id``."""
+        return (f"partition-id={int(partition_id)} num-partitions={len(self.client_files)} "
+                f"data-path='{self.client_files[partition_id]}'")
+
+    def run_config(self, *, record: bool = False) -> str:
+        """``--run-config`` of ``flwr run``; ``record``: the server also writes every array it
+        received to ``result/received.npz`` (an audit of what left the clients)."""
+        return f"job='{self.directory}' record={'true' if record else 'false'}"
+
+
+def write_flower_job(directory: str | os.PathLike[str], strategy: RoundsStrategy, model: TorchClassifier,
+                     clients: Sequence[Client], *, settings: TrainSettings | None = None, server_X: Any = None,
+                     server_y: Any = None, test: tuple[Any, Any] | None = None, timeout_s: float | None = None,
+                     node_wait_s: float = NODE_WAIT_S) -> FlowerJob:
+    """Write what a deployed ServerApp needs into ``directory/server`` and every client's rows into
+    ``directory/clients/partition-<i>.npz``; same arguments as :func:`run_flower`.
+
+    The server folder holds the strategy's name and parameters, the settings and the clients'
+    names (``job.json``), the initial model (:func:`crossfeed.models.save_model`) and the server's
+    and test rows (``server.npz``): no client row. Hand each SuperNode its own file only. Then::
+
+        flwr run <write_flower_app(dir)> <superlink connection> --run-config "<job.run_config()>"
+
+    and read the result with :func:`read_flower_run`.
+    """
+    settings = settings or TrainSettings()
+    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s)
+    root = Path(directory).absolute()
+    server, data = root / "server", root / "clients"
+    server.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    save_model(model, server / "model")
+    arrays = {k: v for k, v in {"server_X": job.server_X, "server_y": job.server_y,
+                                "test_X": None if job.test is None else job.test[0],
+                                "test_y": None if job.test is None else job.test[1]}.items() if v is not None}
+    np.savez(server / "server.npz", **arrays)
+    (server / "job.json").write_text(json.dumps({
+        "format": JOB_FORMAT, "format_version": 1, "strategy": strategy.name,
+        "params": _jsonable(strategy.get_params(), "strategy parameters"), "settings": settings.to_dict(),
+        "clients": job.names, "sample_shape": list(job.sample_shape), "timeout_s": timeout_s,
+        "node_wait_s": float(node_wait_s)}, indent=2))
+    files = []
+    for i, c in enumerate(clients):
+        files.append(data / f"partition-{i}.npz")
+        _write_rows(files[-1], c)
+    return FlowerJob(server, tuple(files))
+
+
+def _load_job(directory: str | os.PathLike[str]) -> _Job:
+    root = Path(directory)
+    path = root / "job.json"
+    if not path.is_file():
+        raise ValidationError(f"{root} is not a flower job: no job.json in it; write one with write_flower_job and "
+                              "pass its server folder as --run-config \"job='...'\"")
+    spec = json.loads(path.read_text())
+    if spec.get("format") != JOB_FORMAT:
+        raise ValidationError(f"{path} is not a {JOB_FORMAT} file (format={spec.get('format')!r})")
+    cls = STRATEGIES.get(spec["strategy"])
+    with np.load(root / "server.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    test = (arrays["test_X"], arrays["test_y"]) if "test_X" in arrays else None
+    return _Job(cls(**cls.check_params(spec["params"])), load_model(root / "model"), list(spec["clients"]),
+                tuple(spec["sample_shape"]), TrainSettings(**spec["settings"]), arrays.get("server_X"),
+                arrays.get("server_y"), test, spec["timeout_s"], float(spec["node_wait_s"]))
+
+
+def _deployed_job(context: Any) -> _Job:
+    job = str(context.run_config.get("job", ""))
+    if not job:
+        raise ValidationError("the crossfeed ServerApp needs --run-config \"job='/path/to/job/server'\" "
+                              "(FlowerJob.run_config())")
+    return _load_job(job)
+
+
+def _write_result(context: Any, job: _Job, result: tuple) -> None:
+    from safetensors.torch import save_file
+
+    module, log, accuracy = result
+    out = Path(str(context.run_config["job"])) / "result"
+    out.mkdir(exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(out / "final.safetensors"))
+    rounds = [{"round": r.round, "clients": list(r.clients), "kept_previous": r.kept_previous, "seconds": r.seconds,
+               "bytes_sent": r.bytes_sent, "failures": [[f.client, f.reason] for f in r.failures]} for r in log]
+    (out / "log.json").write_text(json.dumps({"rounds": rounds, "accuracy": accuracy}, indent=2))
+
+
+def _deployed_server_app() -> Any:
+    received: dict[str, np.ndarray] = {}
+
+    def record(r: int, client: str, rec: str, key: str, a: np.ndarray) -> None:
+        received[f"{r}|{client}|{rec}|{key}|{len(received)}"] = a
+
+    def done(context: Any, job: _Job, result: tuple) -> None:
+        _write_result(context, job, result)
+        if context.run_config.get("record", False):
+            np.savez(Path(str(context.run_config["job"])) / "result" / "received.npz", **received)
+        received.clear()
+
+    return _server_app(_deployed_job, done, record)
+
+
+def read_flower_run(directory: str | os.PathLike[str]) -> FederatedRun:
+    """The :class:`FederatedRun` a deployed ServerApp wrote into ``directory/result`` (the job's server folder)."""
+    from safetensors.torch import load_file
+
+    root = Path(directory)
+    out = root / "result"
+    if not (out / "log.json").is_file():
+        raise ValidationError(f"{out} holds no result yet: the run has not finished (or failed; see `flwr log`)")
+    model = load_model(root / "model")
+    module = copy.deepcopy(model.module_)
+    module.load_state_dict(load_file(str(out / "final.safetensors")))
+    spec = json.loads((out / "log.json").read_text())
+    log = [RoundLog(r["round"], tuple(r["clients"]), tuple(Failure(c, why) for c, why in r["failures"]),
+                    r["kept_previous"], r["seconds"], r["bytes_sent"]) for r in spec["rounds"]]
+    return FederatedRun(fitted_copy(model, module), log, list(spec["accuracy"]), sum(r.seconds for r in log))
+
+
+_APP_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "crossfeed-federated"
+version = "0.1.0"
+description = "crossfeed's federated strategies as Flower apps (ServerApp + ClientApp)"
+license = "Apache-2.0"
+dependencies = ["crossfeed[federated]"]
+
+[tool.flwr.app]
+publisher = "crossfeed"
+
+[tool.flwr.app.components]
+serverapp = "crossfeed.federated.flower_app:server_app"
+clientapp = "crossfeed.federated.flower_app:client_app"
+
+[tool.flwr.app.config]
+job = ""
+record = false
+"""
+
+
+def write_flower_app(directory: str | os.PathLike[str]) -> Path:
+    """Write the Flower app folder (``pyproject.toml``) that ``flwr run`` builds into a FAB.
+
+    Its components are :data:`crossfeed.federated.flower_app.server_app` and ``client_app``, imported
+    from the installed crossfeed (the SuperLink and every SuperNode need ``crossfeed[federated]``;
+    start the SuperLink with ``--disable-runtime-dependency-installation`` where it cannot reach
+    an index). Returns the folder.
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(_APP_PYPROJECT)
+    return root
