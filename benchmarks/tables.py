@@ -550,6 +550,49 @@ def ddp() -> str:
     return "\n".join(lines)
 
 
+def federated(*names: str) -> str:
+    """Federated benchmark: final test accuracy per method and setting, and the cost of a round.
+
+    ``names``: JSON files (without ``.json``) whose runs are pooled, e.g. one per batch of seeds.
+    """
+    files = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    runs = [r for f in files for r in f["runs"]]
+    settings = sorted({(r["suite"], r["alpha"], r["clients"]) for r in runs})
+    methods = ("centralised", "local_only", "fedavg", "fedprox", "feddf", "fedmd")
+    seeds = sorted({r["seed"] for r in runs})
+    seconds = sum(f["seconds"] for f in files)
+    m, st = files[0]["machine"], files[0]["settings"]
+    commits = sorted({f["machine"].get("commit") for f in files})
+    lines = [f"`{' ; '.join(f['command'] + ' ' + _args(f['settings']) for f in files)}`: seeds {seeds}, "
+             f"{seconds:.0f} s on {m['cpu']}, one core each, commit {', '.join(map(str, commits))}. {st['rounds']} rounds "
+             f"x {st['local_epochs']} local epochs, lr {st['lr']}, batch {st['batch_size']}; test accuracy %, median "
+             "[min, max] over seeds.", "",
+             "| method | " + " | ".join(f"{s} a={a} {n} clients" for s, a, n in settings) + " |",
+             "|---|" + "---|" * len(settings)]
+    def cell(s, a, n, fn):
+        return [fn(r) for r in runs if (r["suite"], r["alpha"], r["clients"]) == (s, a, n)]
+    for meth in methods:
+        lines.append(f"| {meth} | " + " | ".join(_pc(_summ(cell(s, a, n, lambda r, meth=meth: r[meth]["accuracy"])))
+                                                  for s, a, n in settings) + " |")
+    lines.append("| feddf - fedavg (pts) | " + " | ".join(
+        _pts(_summ(cell(s, a, n, lambda r: r["feddf"]["accuracy"] - r["fedavg"]["accuracy"])))
+        for s, a, n in settings) + " |")
+    for meth in methods[2:]:
+        lines.append(f"| {meth}: rounds to 90% of centralised | " + " | ".join(
+            "/".join("–" if x is None else str(x) for x in cell(s, a, n, lambda r, meth=meth: r[meth]["rounds_to_target"]))
+            for s, a, n in settings) + " |")
+    for meth in methods[2:]:
+        lines.append(f"| {meth}: s / round, kB sent / round | " + " | ".join(
+            f"{_cut(statistics.median(cell(s, a, n, lambda r, meth=meth: r[meth]['seconds_per_round'])), 2)}, "
+            f"{_cut(statistics.median(cell(s, a, n, lambda r, meth=meth: r[meth]['bytes_per_round'])) / 1e3, 0)}"
+            for s, a, n in settings) + " |")
+    return "\n".join(lines)
+
+
+def _args(settings: dict) -> str:
+    return f"--suites {' '.join(settings['suites'])} --seeds {' '.join(map(str, settings['seeds']))}"
+
+
 if __name__ == "__main__":
     for which in sys.argv[1:] or ["combine", "spawn", "overhead"]:
         print(globals()[which]())
