@@ -12,7 +12,7 @@ from crossfeed.experiments import config_from_dict, run_experiment
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 STRATEGY_EXAMPLES = ["dann", "coral", "mmd", "irm", "vrex", "attribution_mask", "maml", "self_supervised",
-                     "hierarchical", "feddf", "fedmd"]
+                     "hierarchical", "feddf", "fedmd", "dp_fedavg"]
 # every knob that sets how long a strategy trains, and its shrunk value
 SHORT = {"rounds": 1, "pretrain_epochs": 1, "ig_rows": 16, "ig_steps": 4, "anneal_steps": 2, "server_epochs": 1,
          "support_shots": 2, "query_shots": 3}

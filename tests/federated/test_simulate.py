@@ -157,3 +157,45 @@ def test_bad_input_gets_clear_errors(data):
         simulate(FedAvg(rounds=1), init, [data["clients"][0]] * 2, settings=SETTINGS)
     with pytest.raises(ValidationError, match="fitted TorchClassifier"):
         simulate(FedAvg(rounds=1), TorchClassifier("mlp"), data["clients"], settings=SETTINGS)
+
+
+def test_gaussian_epsilon_is_the_best_renyi_conversion():
+    from crossfeed.feedback import gaussian_epsilon
+
+    sigma, rounds, delta = 1.3, 7, 1e-5
+    numeric = min(rounds * a / (2 * sigma**2) + np.log(1 / delta) / (a - 1) for a in np.linspace(1.01, 200, 200_000))
+    assert gaussian_epsilon(sigma, rounds, delta) == pytest.approx(numeric, rel=1e-4)
+    assert gaussian_epsilon(0.0, 3, delta) == float("inf") and gaussian_epsilon(2.0, 0, delta) == 0.0
+    assert gaussian_epsilon(2.0, 10, delta) < gaussian_epsilon(1.0, 10, delta) < gaussian_epsilon(1.0, 20, delta)
+    with pytest.raises(ValidationError, match="delta"):
+        gaussian_epsilon(1.0, 1, 1.5)
+
+
+def test_clip_update_bounds_the_norm_and_leaves_small_updates():
+    from crossfeed.feedback import clip_update
+
+    big = {"a": torch.full((4,), 3.0), "b": torch.full((2, 2), 4.0)}
+    clipped, norm = clip_update(big, 2.0)
+    assert norm == pytest.approx(10.0)
+    assert float(torch.sqrt(sum(v.pow(2).sum() for v in clipped.values()))) == pytest.approx(2.0)
+    small, _ = clip_update({"a": torch.tensor([0.1])}, 2.0)
+    assert torch.equal(small["a"], torch.tensor([0.1]))
+
+
+def test_dp_fedavg_without_noise_or_clipping_is_unweighted_fedavg_and_noise_costs_accuracy(data):
+    from crossfeed.feedback import DPFedAvg
+
+    class Unweighted(FedAvg):
+        def local_tasks(self, round, state):
+            return [LocalTask(t.client, t.X, t.y, 1.0) for t in super().local_tasks(round, state)]
+
+    plain = simulate(Unweighted(rounds=2), data["init"], data["clients"], settings=SETTINGS, test=data["test"])
+    loose = simulate(DPFedAvg(rounds=2, clip_norm=1e6, noise_multiplier=0.0), data["init"], data["clients"],
+                     settings=SETTINGS, test=data["test"])
+    assert torch.allclose(weights(plain.model), weights(loose.model), atol=1e-5)
+    assert loose.epsilon == float("inf")
+    noisy = DPFedAvg(rounds=2, clip_norm=0.05, noise_multiplier=4.0)
+    run = simulate(noisy, data["init"], data["clients"], settings=SETTINGS, test=data["test"])
+    assert run.epsilon == pytest.approx(noisy.epsilon()) and np.isfinite(run.epsilon)
+    assert noisy.clipped_ == [4, 4]  # every client moved further than 0.05
+    assert run.accuracy[-1] < plain.accuracy[-1] - 0.1, (run.accuracy, plain.accuracy)

@@ -591,7 +591,8 @@ def _simulation(job: _Job, clients: Sequence[Client],
     if "result" not in out:
         raise RuntimeError("the Flower simulation ended without a result from the ServerApp; see the log above")
     module, log, accuracy = out["result"]
-    return FederatedRun(fitted_copy(job.model, module), log, accuracy, time.perf_counter() - t0)
+    epsilon = job.strategy.epsilon(len(log)) if callable(getattr(job.strategy, "epsilon", None)) else None
+    return FederatedRun(fitted_copy(job.model, module), log, accuracy, time.perf_counter() - t0, epsilon)
 
 
 def _write_rows(path: Path, client: Client) -> None:

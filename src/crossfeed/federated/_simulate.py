@@ -72,12 +72,15 @@ class FederatedRun:
         bytes the clients sent).
     accuracy : test accuracy of the global model after every round (empty without test data).
     seconds : wall time of the whole run.
+    epsilon : the differential-privacy epsilon the run spent (strategies with an ``epsilon(rounds)``
+        method, such as ``DPFedAvg``; None for the others).
     """
 
     model: TorchClassifier
     rounds: list[RoundLog]
     accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    epsilon: float | None = None
 
     def rounds_to(self, target: float) -> int | None:
         """The first round whose test accuracy reaches ``target`` (None if none did)."""
@@ -121,7 +124,8 @@ def simulate(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence
     t0 = time.perf_counter()
     with torch_threads(settings.threads):
         module, log = run_rounds(strategy, ctx, model.module_, timeout_s=timeout_s, on_round=evaluate)
-    return FederatedRun(fitted_copy(model, module), log, accuracy, time.perf_counter() - t0)
+    epsilon = strategy.epsilon(len(log)) if callable(getattr(strategy, "epsilon", None)) else None
+    return FederatedRun(fitted_copy(model, module), log, accuracy, time.perf_counter() - t0, epsilon)
 
 
 @dataclass(frozen=True)

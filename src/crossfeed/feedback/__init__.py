@@ -27,7 +27,9 @@ Strategies by registry name:
 - ``"fedavg"``, ``"fedprox"`` (:class:`FedAvg`, :class:`FedProx`): federated averaging over the
   domains as clients, on the rounds driver; ``"feddf"`` (:class:`FedDF`): FedAvg plus server-side
   ensemble distillation, clients of different architectures allowed; ``"fedmd"`` (:class:`FedMD`):
-  federated distillation, clients keep their own networks and send logits on public rows; ``"reptile"`` (:class:`Reptile`): a meta-learned
+  federated distillation, clients keep their own networks and send logits on public rows;
+  ``"dp_fedavg"`` (:class:`DPFedAvg`): FedAvg with clipped updates and Gaussian noise (client-level
+  differential privacy, epsilon by Rényi DP); ``"reptile"`` (:class:`Reptile`): a meta-learned
   initialisation over the domains as tasks.
 - ``"maml"`` (:class:`MAML`): first-order or second-order MAML (``torch.func``) over the domains
   as tasks; :func:`adapt_k_shot` fine-tunes a meta-initialisation on a new domain's k shots.
@@ -113,6 +115,7 @@ from crossfeed.feedback.attribution_mask import AttributionMask  # noqa: E402
 from crossfeed.feedback.coral import Coral  # noqa: E402
 from crossfeed.feedback.dann import DANN  # noqa: E402
 from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels  # noqa: E402
+from crossfeed.feedback.dp_fedavg import DPFedAvg, clip_update, gaussian_epsilon  # noqa: E402
 from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
 from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
@@ -145,6 +148,7 @@ __all__ = [
     "ConditionalVAE",
     "Coral",
     "DANN",
+    "DPFedAvg",
     "DataFeedback",
     "DistillData",
     "DomainFeedback",
@@ -200,6 +204,7 @@ __all__ = [
     "c2st_accuracy",
     "check_params",
     "check_taxonomy",
+    "clip_update",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
     "consensus",
@@ -215,6 +220,7 @@ __all__ = [
     "expert_agreement",
     "expert_distances",
     "fomaml_gradient",
+    "gaussian_epsilon",
     "gradient_reversal",
     "inner_adapt",
     "input_gradient_penalty",
