@@ -24,6 +24,7 @@ Speed goal (issue 10): FedAvg, 100 clients x 50 rounds of the small mnist1d mode
     python benchmarks/federated.py                       # both suites, seeds 0 1 2 -> results/federated.json
     python benchmarks/federated.py --speed               # the speed goal -> results/federated-speed.json
     python benchmarks/federated.py --flower              # in process vs Flower simulation -> results/federated-flower.json
+    python benchmarks/federated.py --dp                  # DP-FedAvg accuracy vs epsilon -> results/federated-dp.json
     python benchmarks/federated.py --quick               # 1 seed, alpha 0.1, 10 clients, 3 rounds
 """
 
@@ -169,6 +170,34 @@ def flower(args: argparse.Namespace) -> None:
     print(write("federated-flower", payload))
 
 
+def privacy(args: argparse.Namespace) -> None:
+    """DP-FedAvg: accuracy against the privacy spent, fashion, alpha 1.0, 10 clients."""
+    from crossfeed.feedback import DPFedAvg
+
+    rows_out = []
+    for seed in args.seeds:
+        data = rows("fashion", seed)
+        parts = dirichlet_partition(data["y"], 10, 1.0, seed=seed, min_samples=2)
+        clients = clients_from_parts(data["X"], data["y"], parts)
+        init = initial("fashion", data, seed)
+        settings = TrainSettings(epochs=args.local_epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                 threads=1)
+        for noise in args.noise:
+            strategy = DPFedAvg(rounds=args.rounds, clip_norm=args.clip, noise_multiplier=noise, delta=1e-5)
+            run = simulate(strategy, init, clients, settings=settings, test=(data["X_test"], data["y_test"]))
+            rows_out.append({"seed": seed, "noise_multiplier": noise, "accuracy": run.accuracy[-1],
+                             "epsilon": run.epsilon, "clipped_per_round": strategy.clipped_})
+            print(f"seed {seed} noise {noise}: accuracy {run.accuracy[-1]:.3f}, epsilon {run.epsilon:.2f}", flush=True)
+    payload = {"benchmark": "federated-dp", "machine": machine(), "command": "python benchmarks/federated.py --dp",
+               "setting": f"DP-FedAvg, fashion, mlp {HIDDEN['fashion']}, 10 clients (alpha 1.0), {args.rounds} rounds x "
+                          f"{args.local_epochs} local epochs, clip norm {args.clip}, delta 1e-5, every client every round",
+               "seeds": args.seeds, "rows": rows_out,
+               "summary": {str(n): {"accuracy": summary([r["accuracy"] for r in rows_out if r["noise_multiplier"] == n]),
+                                    "epsilon": next(r["epsilon"] for r in rows_out if r["noise_multiplier"] == n)}
+                           for n in args.noise}}
+    print(write("federated-dp", payload))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suites", nargs="+", default=["mnist1d", "fashion"], choices=["mnist1d", "fashion"])
@@ -184,6 +213,9 @@ def main() -> None:
     parser.add_argument("--public-rows", type=int, default=500, help="FedMD's public rows (of the server's)")
     parser.add_argument("--speed", action="store_true", help="only the speed goal")
     parser.add_argument("--flower", action="store_true", help="only in-process vs Flower simulation")
+    parser.add_argument("--dp", action="store_true", help="only DP-FedAvg: accuracy against epsilon")
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.3, 1.0, 3.0])
+    parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--flower-clients", type=int, default=10)
     parser.add_argument("--flower-rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the speed run")
@@ -196,6 +228,9 @@ def main() -> None:
             return
         if args.flower:
             flower(args)
+            return
+        if args.dp:
+            privacy(args)
             return
         if args.quick:
             args.seeds, args.alphas, args.clients, args.rounds, args.name = [0], [0.1], [10], 3, args.name + "-quick"
