@@ -41,16 +41,9 @@ from crossfeed.models import TorchClassifier  # noqa: E402
 SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
 
 
-def blobs(n=600, d=8, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=2.0, size=(k, d))
-    y = rng.integers(0, k, n)
-    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
-
-
 @pytest.fixture(scope="module")
-def data():
-    X, y = blobs()
+def data(blobs):
+    X, y = blobs
     parts = dirichlet_partition(y[:300], 3, alpha=0.3, seed=0, min_samples=10)
     init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
     init.fit(X[400:420], y[400:420])
