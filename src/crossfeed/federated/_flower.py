@@ -83,7 +83,9 @@ from crossfeed.feedback import (
     RoundsStrategy,
     RoundState,
     TrainSettings,
+    checked_aggregate,
     run_rounds,
+    screen_update,
 )
 from crossfeed.models import TorchClassifier, build_module, fitted_copy, load_model, save_model
 from crossfeed.training import torch_threads
@@ -338,20 +340,16 @@ def _serve(grid: Any, job: _Job, record: Callable[[int, str, str, str, np.ndarra
                         arrays[key] = torch.from_numpy(np.array(a))
             metrics = reply.content["metrics"]
             seconds, n = float(metrics["seconds"]), int(metrics["num-examples"])
-            if job.timeout_s is not None and seconds > job.timeout_s:
-                failures.append(Failure(task.client, f"timed out: {seconds:.2f} s > {job.timeout_s} s"))
-            elif not all(bool(torch.isfinite(a).all()) for a in arrays.values() if a.is_floating_point()):
-                failures.append(Failure(task.client, "non-finite weights (NaN or inf)"))
+            sent = sum(a.numel() * a.element_size() for a in arrays.values())
+            update = LocalUpdate(task.client, _with_state(start, arrays), float(n), n, seconds, sent, arrays)
+            failure = screen_update(update, job.timeout_s)
+            if failure is not None:
+                failures.append(failure)
             else:
-                sent = sum(a.numel() * a.element_size() for a in arrays.values())
-                updates.append(LocalUpdate(task.client, _with_state(start, arrays), float(n), n, seconds, sent,
-                                           arrays))
+                updates.append(update)
                 if strategy.persistent_clients:
                     own.add(task.client)
-        new = strategy.aggregate(r, state.module, updates, failures) if updates else None
-        if new is not None and not all(bool(torch.isfinite(t).all()) for t in new.state_dict().values()
-                                       if t.is_floating_point()):
-            raise ValidationError(f"{strategy.name}: aggregate returned non-finite weights in round {r}")
+        new = checked_aggregate(strategy, r, state.module, updates, failures)
         if new is not None:
             state.module = new.cpu()
         log.append(RoundLog(r, tuple(u.client for u in updates), tuple(failures), new is None,

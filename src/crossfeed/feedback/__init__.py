@@ -103,7 +103,10 @@ from crossfeed.feedback._rounds import (
     RoundLog,
     RoundsStrategy,
     RoundState,
+    checked_aggregate,
+    finite_arrays,
     run_rounds,
+    screen_update,
 )
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
 from crossfeed.feedback._taxonomy import behaviour_matrix, check_taxonomy, expert_distances, learn_taxonomy
@@ -204,6 +207,7 @@ __all__ = [
     "c2st_accuracy",
     "check_params",
     "check_taxonomy",
+    "checked_aggregate",
     "clip_update",
     "confidence_weighted_logits",
     "confident_pseudo_labels",
@@ -219,6 +223,7 @@ __all__ = [
     "ewc_penalty",
     "expert_agreement",
     "expert_distances",
+    "finite_arrays",
     "fomaml_gradient",
     "gaussian_epsilon",
     "gradient_reversal",
@@ -236,6 +241,7 @@ __all__ = [
     "register",
     "reptile_update",
     "run_rounds",
+    "screen_update",
     "support_query",
     "task_arithmetic",
     "task_vectors",

@@ -33,7 +33,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,7 +46,8 @@ from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSet
 from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook, train
 
-__all__ = ["Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy", "run_rounds"]
+__all__ = ["Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy", "checked_aggregate",
+           "finite_arrays", "run_rounds", "screen_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,18 +183,14 @@ def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module,
                 logger.warning("round %d: client %r failed: %s", r, task.client, exc)
                 failures.append(Failure(task.client, f"{type(exc).__name__}: {exc}"))
                 continue
-            if timeout_s is not None and update.seconds > timeout_s:
-                failures.append(Failure(task.client, f"timed out: {update.seconds:.2f} s > {timeout_s} s"))
-            elif not (_finite(update.module) and all(bool(torch.isfinite(a).all())
-                                                     for a in update.arrays.values() if a.is_floating_point())):
-                failures.append(Failure(task.client, "non-finite weights (NaN or inf)"))
+            failure = screen_update(update, timeout_s)
+            if failure is not None:
+                failures.append(failure)
             else:
                 updates.append(update)
                 if strategy.persistent_clients:
                     state.clients[task.client] = update.module
-        new = strategy.aggregate(r, state.module, updates, failures) if updates else None
-        if new is not None and not _finite(new):
-            raise ValidationError(f"{strategy.name}: aggregate returned non-finite weights in round {r}")
+        new = checked_aggregate(strategy, r, state.module, updates, failures)
         kept = new is None
         if not kept:
             state.module = new.cpu()
@@ -226,8 +223,29 @@ def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, s
     return LocalUpdate(task.client, module, float(task.weight), len(y), seconds, sent, arrays)
 
 
-def _finite(module: nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point())
+def finite_arrays(arrays: Mapping[str, torch.Tensor]) -> bool:
+    """True when no floating array holds NaN or inf (integer arrays are not checked)."""
+    return all(bool(torch.isfinite(t).all()) for t in arrays.values() if t.is_floating_point())
+
+
+def screen_update(update: LocalUpdate, timeout_s: float | None) -> Failure | None:
+    """Why an update that came back must still be dropped (every engine applies the same rules):
+    its training ran past ``timeout_s``, or what it sent (or its network) holds NaN / inf. None: usable."""
+    if timeout_s is not None and update.seconds > timeout_s:
+        return Failure(update.client, f"timed out: {update.seconds:.2f} s > {timeout_s} s")
+    if not finite_arrays(update.arrays) or (update.module is not None and not finite_arrays(update.module.state_dict())):
+        return Failure(update.client, "non-finite weights (NaN or inf)")
+    return None
+
+
+def checked_aggregate(strategy: RoundsStrategy, round: int, start: nn.Module, updates: list[LocalUpdate],
+                      failures: list[Failure]) -> nn.Module | None:
+    """``strategy.aggregate`` of a round (None without updates: the old network stays); an error
+    when the aggregate itself is not finite (a broken strategy, not a broken client)."""
+    new = strategy.aggregate(round, start, updates, failures) if updates else None
+    if new is not None and not finite_arrays(new.state_dict()):
+        raise ValidationError(f"{strategy.name}: aggregate returned non-finite weights in round {round}")
+    return new
 
 
 def module_with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -32,7 +32,7 @@ from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundSta
 from crossfeed.feedback.fedavg import FedAvg
 from crossfeed.training import TrainConfig, train
 
-__all__ = ["FedDF", "architecture_key", "average_logits", "distill_into", "unlabelled_rows"]
+__all__ = ["FedDF", "architecture_key", "average_logits", "distill_into", "teacher_probabilities", "unlabelled_rows"]
 
 TRANSFER = ("general", "field")
 CLIENT_MODELS = ("large", "experts")
@@ -78,6 +78,11 @@ def average_logits(modules: list[nn.Module], X: np.ndarray, weights: list[float]
     return total.numpy().astype(np.float32)
 
 
+def teacher_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` row by row: soft targets from a teacher's logits."""
+    return torch.softmax(torch.as_tensor(np.asarray(logits, dtype=np.float32)) / temperature, dim=-1).numpy()
+
+
 def distill_into(module: nn.Module, X: np.ndarray, teacher_logits: np.ndarray, config: TrainConfig,
                  temperature: float = 1.0) -> nn.Module:
     """Train ``module`` in place toward ``softmax(teacher_logits / temperature)`` on ``X``; return it.
@@ -87,8 +92,7 @@ def distill_into(module: nn.Module, X: np.ndarray, teacher_logits: np.ndarray, c
     """
     if len(X) == 0:
         raise EmptyDataError("distillation needs transfer data; got 0 rows")
-    z = torch.as_tensor(np.asarray(teacher_logits, dtype=np.float32)) / temperature
-    soft = torch.softmax(z, dim=-1).numpy()
+    soft = teacher_probabilities(teacher_logits, temperature)
     train(module, np.asarray(X, dtype=np.float32), soft.argmax(axis=1), config=config, soft_targets=soft)
     return module
 
@@ -161,10 +165,11 @@ class FedDF(FedAvg):
                     key = architecture_key(module)
                     self._prototypes.setdefault(key, copy.deepcopy(module).cpu())
                     self._client_arch[name] = key
-        self._prototypes[architecture_key(state.module)] = state.module
+        own = architecture_key(state.module)
+        self._prototypes[own] = state.module
         tasks = []
         for name, X, y in client_data(ctx):
-            key = self._client_arch.get(name, architecture_key(state.module))
+            key = self._client_arch.get(name, own)
             tasks.append(LocalTask(name, X, y, weight=len(y), start=self._prototypes[key],
                                    hooks=self.client_hooks(self._prototypes[key])))
         return tasks

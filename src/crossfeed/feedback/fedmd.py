@@ -26,7 +26,7 @@ from torch import nn
 from crossfeed.feedback._base import FeedbackContext, flat, register
 from crossfeed.feedback._params import Param
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundsStrategy, RoundState, client_data
-from crossfeed.feedback.feddf import average_logits, unlabelled_rows
+from crossfeed.feedback.feddf import average_logits, teacher_probabilities, unlabelled_rows
 from crossfeed.training import train
 
 __all__ = ["FedMD", "consensus"]
@@ -47,8 +47,8 @@ def consensus(logits: list[torch.Tensor], weights: list[float]) -> np.ndarray:
     return sum(float(wi) * z.double().numpy() for wi, z in zip(w, logits, strict=True)).astype(np.float32)
 
 
-def _soft(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(logits) / temperature, dim=-1).numpy()
+def _onehot(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.eye(len(classes), dtype=np.float32)[np.searchsorted(classes, y)]
 
 
 @register("fedmd")
@@ -99,18 +99,19 @@ class FedMD(RoundsStrategy):
             self._consensus = None
             self._public = self.public_data(ctx)
             self._ctx = ctx
+        if self._consensus is not None:  # the digest targets, the same for every client this round
+            public_soft = teacher_probabilities(self._consensus, self.temperature)
+            placeholder = ctx.classes[public_soft.argmax(axis=1)]
         tasks = []
         for name, X, y in client_data(ctx):
-            if name == ctx.general and not ctx.suite.meta.get("general_is_server"):
+            if name == ctx.general:
                 continue  # the general domain is the server's own data
             X = flat(X)
             y = np.asarray(y)
             if self._consensus is None:
                 tasks.append(LocalTask(name, X, y, weight=len(y)))
                 continue
-            onehot = np.eye(len(ctx.classes), dtype=np.float32)[np.searchsorted(ctx.classes, y)]
-            soft = np.concatenate([_soft(self._consensus, self.temperature), onehot])
-            placeholder = ctx.classes[soft[: len(self._public)].argmax(axis=1)]
+            soft = np.concatenate([public_soft, _onehot(ctx.classes, y)])
             tasks.append(LocalTask(name, np.concatenate([self._public, X]), np.concatenate([placeholder, y]),
                                    weight=len(y), soft_targets=soft))
         return tasks
@@ -125,11 +126,10 @@ class FedMD(RoundsStrategy):
         weights = [u.weight for u in updates]
         self._consensus = consensus([u.arrays["logits"] for u in updates], weights)
         ctx = self._ctx
-        X, soft = self._public, _soft(self._consensus, self.temperature)
+        X, soft = self._public, teacher_probabilities(self._consensus, self.temperature)
         if ctx.suite.meta.get("server_labelled", True):  # the large model keeps its general labelled rows
             X_gen, y_gen = flat(ctx.suite[ctx.general].X_train), np.asarray(ctx.suite[ctx.general].y_train)
-            onehot = np.eye(len(ctx.classes), dtype=np.float32)[np.searchsorted(ctx.classes, y_gen)]
-            X, soft = np.concatenate([X, X_gen]), np.concatenate([soft, onehot])
+            X, soft = np.concatenate([X, X_gen]), np.concatenate([soft, _onehot(ctx.classes, y_gen)])
         config = dataclasses.replace(ctx.settings.train_config(7919 * round), epochs=self.server_epochs)
         new = copy.deepcopy(start)
         train(new, X, soft.argmax(axis=1), config=config, soft_targets=soft)
