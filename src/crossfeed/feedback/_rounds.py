@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from crossfeed.exceptions import ValidationError
-from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSettings
+from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSettings, flat
 from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook, train
 
@@ -213,8 +213,7 @@ def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, s
     t0 = time.perf_counter()
     if settings.epochs > 0:
         config = settings.train_config(seed_offset)
-        X = np.asarray(task.X, dtype=np.float32).reshape(len(task.X), -1)
-        train(module, X, np.searchsorted(classes, y), config=config, hooks=list(task.hooks),
+        train(module, flat(task.X), np.searchsorted(classes, y), config=config, hooks=list(task.hooks),
               soft_targets=task.soft_targets)
     module = module.cpu().eval()
     arrays = {k: v.detach() for k, v in reply(module, task).items()}
