@@ -13,6 +13,11 @@ them every round); the test set is 2,000 rows. Every method starts from the same
 - fashion: rows of the official Fashion-MNIST train split (training and server rows) and of its
   test split (Debian ``dataset-fashion-mnist``).
 
+FedDF with early stopping (``feddf_es``): the mean of the clients' probabilities as teacher, and
+each round keeps the server epoch (the clients' average included) most accurate on 500 further
+*labelled* rows the server holds (``--val-rows``; the paper stops its distillation on a validation
+set). No other method reads those rows.
+
 Local-only: each client trains alone for all the rounds' epochs; reported is the mean test
 accuracy of the client models. Centralised: the same network trained on all 10,000 rows for
 ``rounds x local_epochs`` epochs. Reported per method: final test accuracy, rounds to 90% of the
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -45,7 +51,8 @@ from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, TrainSettings
 from crossfeed.models import TorchClassifier, fitted_copy
 from crossfeed.training import torch_threads, train
 
-N_TRAIN, N_SERVER, N_TEST = 10_000, 2_000, 2_000
+N_TRAIN, N_SERVER, N_TEST, N_VAL = 10_000, 2_000, 2_000, 500
+METHODS = ("centralised", "local_only", "fedavg", "fedprox", "feddf", "fedmd", "feddf_es")
 HIDDEN = {"mnist1d": (128,), "fashion": (128,)}
 ANCHOR = {"paper": "Lin et al. 2020 (FedDF), NeurIPS, Table 2: CIFAR-10, ResNet-8, 20 clients",
           "alpha_0.1": {"feddf": 71.36, "best_baseline": 68.65},
@@ -61,13 +68,15 @@ def rows(suite: str, seed: int) -> dict[str, np.ndarray]:
         X_field = np.concatenate([d.X_field for d in s])
         X_test, y_test = s.pooled("test")
         take = rng.permutation(len(y))[:N_TRAIN]
+        X_val, y_val = s.pooled("val")
         return {"X": X[take], "y": y[take], "server": X_field[rng.permutation(len(X_field))[:N_SERVER]],
-                "X_test": X_test[:N_TEST], "y_test": y_test[:N_TEST]}
+                "X_test": X_test[:N_TEST], "y_test": y_test[:N_TEST], "X_val": X_val[:N_VAL], "y_val": y_val[:N_VAL]}
     X, y, X_test, y_test = load_fashion_official()
     order = rng.permutation(len(y))
     test = rng.permutation(len(y_test))[:N_TEST]
+    val = order[N_TRAIN + N_SERVER:N_TRAIN + N_SERVER + N_VAL]
     return {"X": X[order[:N_TRAIN]], "y": y[order[:N_TRAIN]], "server": X[order[N_TRAIN:N_TRAIN + N_SERVER]],
-            "X_test": X_test[test], "y_test": y_test[test]}
+            "X_test": X_test[test], "y_test": y_test[test], "X_val": X[val], "y_val": y[val]}
 
 
 def initial(suite: str, data: dict[str, np.ndarray], seed: int) -> TorchClassifier:
@@ -98,18 +107,24 @@ def one_run(suite: str, seed: int, alpha: float, n_clients: int, args: argparse.
     out["centralised"] = {"accuracy": alone(data["X"], data["y"]), "seconds": time.perf_counter() - t}
     target = 0.9 * out["centralised"]["accuracy"]
 
-    t = time.perf_counter()
-    local = [alone(c.X, c.y) for c in clients]
-    out["local_only"] = {"accuracy": float(np.mean(local)), "accuracy_best_client": float(np.max(local)),
-                         "seconds": time.perf_counter() - t}
+    if "local_only" in args.methods:
+        t = time.perf_counter()
+        local = [alone(c.X, c.y) for c in clients]
+        out["local_only"] = {"accuracy": float(np.mean(local)), "accuracy_best_client": float(np.max(local)),
+                             "seconds": time.perf_counter() - t}
 
     strategies = {"fedavg": FedAvg(rounds=args.rounds), "fedprox": FedProx(rounds=args.rounds, mu=args.mu),
                   "feddf": FedDF(rounds=args.rounds, server_epochs=args.server_epochs),
-                  "fedmd": FedMD(rounds=args.rounds, server_epochs=args.server_epochs)}
+                  "fedmd": FedMD(rounds=args.rounds, server_epochs=args.server_epochs),
+                  "feddf_es": FedDF(rounds=args.rounds, server_epochs=args.server_epochs_es, teacher="probabilities",
+                                    early_stopping=True)}
     for name, strategy in strategies.items():
+        if name not in args.methods:
+            continue
         # FedMD: every client trains on the public rows each round, so it gets a fixed subset of them
         server = data["server"][:args.public_rows] if name == "fedmd" else data["server"]
-        run = simulate(strategy, init, clients, settings=settings, server_X=server, test=test)
+        val = (data["X_val"][:args.val_rows], data["y_val"][:args.val_rows]) if name == "feddf_es" else None
+        run = simulate(strategy, init, clients, settings=settings, server_X=server, server_val=val, test=test)
         print(f"  {name}: {run.accuracy[-1]:.3f} in {run.seconds:.0f} s", flush=True)
         out[name] = {"accuracy": run.accuracy[-1], "curve": run.accuracy, "rounds_to_target": run.rounds_to(target),
                      "seconds": run.seconds, "seconds_per_round": run.seconds / len(run.rounds),
@@ -211,6 +226,10 @@ def main() -> None:
     parser.add_argument("--mu", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--public-rows", type=int, default=500, help="FedMD's public rows (of the server's)")
+    parser.add_argument("--val-rows", type=int, default=N_VAL, help="feddf_es: the server's labelled rows")
+    parser.add_argument("--server-epochs-es", type=int, default=5, help="feddf_es: most server epochs per round")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="methods to run (centralised always runs: it sets the target accuracy)")
     parser.add_argument("--speed", action="store_true", help="only the speed goal")
     parser.add_argument("--flower", action="store_true", help="only in-process vs Flower simulation")
     parser.add_argument("--dp", action="store_true", help="only DP-FedAvg: accuracy against epsilon")
@@ -244,25 +263,27 @@ def main() -> None:
                         result = one_run(suite, seed, alpha, n, args, data)
                         runs.append({"suite": suite, "seed": seed, "alpha": alpha, "clients": n, **result})
                         print(f"{suite} seed {seed} alpha {alpha} clients {n}: " + ", ".join(
-                            f"{m} {result[m]['accuracy']:.3f}" for m in
-                            ("centralised", "local_only", "fedavg", "fedprox", "feddf", "fedmd")), flush=True)
-        methods = ("centralised", "local_only", "fedavg", "fedprox", "feddf", "fedmd")
+                            f"{m} {result[m]['accuracy']:.3f}" for m in METHODS if m in result), flush=True)
+        methods = [m for m in METHODS if m in runs[0]]
         table = {}
         for suite in args.suites:
             for alpha in args.alphas:
                 for n in args.clients:
                     mine = [r for r in runs if (r["suite"], r["alpha"], r["clients"]) == (suite, alpha, n)]
                     cell = {m: {"accuracy": summary([r[m]["accuracy"] for r in mine])} for m in methods}
-                    for m in methods[2:]:
+                    for m in [m for m in methods if m not in ("centralised", "local_only")]:
                         reached = [r[m]["rounds_to_target"] for r in mine]
                         cell[m] |= {"rounds_to_target": reached,
                                     "seconds_per_round": summary([r[m]["seconds_per_round"] for r in mine]),
                                     "bytes_per_round": summary([r[m]["bytes_per_round"] for r in mine])}
-                    gap = [100 * (r["feddf"]["accuracy"] - r["fedavg"]["accuracy"]) for r in mine]
-                    cell["feddf_minus_fedavg_points"] = summary(gap)
+                    for m in ("feddf", "feddf_es"):
+                        if m in methods and "fedavg" in methods:
+                            gap = [100 * (r[m]["accuracy"] - r["fedavg"]["accuracy"]) for r in mine]
+                            cell[f"{m}_minus_fedavg_points"] = summary(gap)
                     table[f"{suite}/alpha={alpha}/clients={n}"] = cell
-        payload = {"benchmark": "federated", "machine": machine(), "command": "python benchmarks/federated.py"
-                   + (" --quick" if args.quick else ""), "settings": vars(args), "anchor": ANCHOR,
+        payload = {"benchmark": "federated", "machine": machine(),
+                   "command": " ".join(["python benchmarks/federated.py", *sys.argv[1:]]), "settings": vars(args),
+                   "anchor": ANCHOR,
                    "protocol": __doc__.split("\n\n")[1], "seconds": time.perf_counter() - t0,
                    "table": table, "runs": runs}
         print(write(args.name, payload))

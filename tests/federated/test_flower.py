@@ -20,8 +20,6 @@ import torch
 
 flwr = pytest.importorskip("flwr")
 
-from flwr.app import Context, RecordDict  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from crossfeed.exceptions import LabelMismatchError, MissingDependencyError, ValidationError  # noqa: E402
 from crossfeed.federated import (  # noqa: E402
@@ -37,6 +35,8 @@ from crossfeed.federated import (  # noqa: E402
 )
 from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, Reptile, TrainSettings  # noqa: E402
 from crossfeed.models import TorchClassifier  # noqa: E402
+
+from .conftest import LocalGrid  # noqa: E402
 
 SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
 
@@ -59,39 +59,6 @@ def holds_rows(array, X):
     """Whether any row of ``X`` appears, byte for byte, anywhere in ``array``."""
     blob = np.ascontiguousarray(array).tobytes()
     return any(np.ascontiguousarray(row, dtype=np.float32).tobytes() in blob for row in X)
-
-
-class LocalGrid:
-    """A Grid that delivers every message to the ClientApp of its node, in this process.
-
-    ``drop``: nodes whose training messages are lost (their replies never come). ``sent``: the records of
-    every message the server sent, per round and client.
-    """
-
-    def __init__(self, data_dir, n, drop=()):
-        self.app = _flower._client_app(str(data_dir))
-        self.contexts = {100 + i: Context(run_id=1, node_id=100 + i, state=RecordDict(), run_config={},
-                                          node_config={"partition-id": i, "num-partitions": n}) for i in range(n)}
-        self.drop, self.sent = set(drop), []
-
-    def get_node_ids(self):
-        return list(self.contexts)
-
-    def send_and_receive(self, messages, *, timeout=None):
-        replies = []
-        for m in messages:
-            if m.metadata.message_type == "train":
-                self.sent.append((m.metadata.group_id, m.content["config"]["client"], set(m.content.keys())))
-            if m.metadata.message_type != "train" or m.metadata.dst_node_id not in self.drop:
-                replies.append(self.app(m, self.contexts[m.metadata.dst_node_id]))
-        return replies
-
-
-@pytest.fixture
-def task_identity(monkeypatch):
-    """Flower stamps messages with the identity of the running task (set by its runtimes)."""
-    for attr in ("_run_id", "_node_id", "_task_id"):
-        monkeypatch.setattr(TaskIdentity, attr, 1)
 
 
 def over_messages(tmp_path, strategy, init, clients, *, drop=(), timeout_s=None, **kw):

@@ -6,7 +6,19 @@ import torch
 
 from crossfeed.exceptions import EmptyDataError, LabelMismatchError, ValidationError
 from crossfeed.federated import Client, clients_from_parts, dirichlet_partition, simulate
-from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, LocalTask, TrainSettings, average_logits, consensus
+from crossfeed.feedback import (
+    FedAvg,
+    FedDF,
+    FedMD,
+    FedProx,
+    LocalTask,
+    TrainSettings,
+    average_logits,
+    average_probabilities,
+    consensus,
+    feddf,
+)
+from crossfeed.feedback.feddf import teacher_probabilities
 from crossfeed.models import TorchClassifier
 from crossfeed.training import TrainingHook
 
@@ -72,6 +84,58 @@ def test_feddf_server_distillation_moves_the_global_model_to_the_clients_ensembl
 def test_feddf_needs_transfer_rows(data):
     with pytest.raises(EmptyDataError, match="transfer"):
         simulate(FedDF(rounds=1), data["init"], data["clients"], settings=SETTINGS)
+
+
+def test_feddf_early_stopping_never_leaves_a_round_worse_on_the_servers_validation_rows(data, monkeypatch):
+    """Every round's network is at least as accurate on the validation rows as that round's average
+    (epoch 0); a sabotaged teacher (random logits) is refused: with early stopping the run is FedAvg's,
+    without it far worse."""
+    X_t, val = data["server_X"], (data["X"][500:], data["y"][500:])
+    drift = TrainSettings(epochs=5, lr=1e-2, batch_size=16, threads=1)
+    checked = []
+
+    class Check(FedDF):
+        def aggregate(self, round, start, updates, failures):
+            averaged = FedAvg.aggregate(self, round, start, updates, failures)
+            out = super().aggregate(round, start, updates, failures)
+            checked.append([float((average_logits([m], val[0]).argmax(1) == val[1]).mean()) for m in (averaged, out)])
+            return out
+
+    simulate(Check(rounds=2, server_epochs=3, early_stopping=True), data["init"], data["clients"], settings=drift,
+             server_X=X_t, server_val=val)
+    assert len(checked) == 2 and all(after >= before for before, after in checked), checked
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(feddf, "average_logits", lambda modules, X, weights: 10 * rng.normal(size=(len(X), 4)))
+    fedavg = simulate(FedAvg(rounds=2), data["init"], data["clients"], settings=drift, test=val)
+    plain = simulate(FedDF(rounds=2, server_epochs=5), data["init"], data["clients"], settings=drift, server_X=X_t,
+                     test=val)
+    guarded = simulate(FedDF(rounds=2, server_epochs=5, early_stopping=True), data["init"], data["clients"],
+                       settings=drift, server_X=X_t, server_val=val, test=val)
+    assert torch.equal(weights(guarded.model), weights(fedavg.model))
+    assert plain.accuracy[-1] < fedavg.accuracy[-1] - 0.2, (plain.accuracy, fedavg.accuracy)
+
+
+def test_feddf_early_stopping_needs_labelled_server_rows_and_the_probability_teacher_is_their_mean(data):
+    with pytest.raises(EmptyDataError, match="server_val=\\(X, y\\)"):
+        simulate(FedDF(rounds=1, early_stopping=True), data["init"], data["clients"], settings=SETTINGS,
+                 server_X=data["server_X"])
+    with pytest.raises(LabelMismatchError, match="labels \\[9\\]"):
+        simulate(FedDF(rounds=1, early_stopping=True), data["init"], data["clients"], settings=SETTINGS,
+                 server_X=data["server_X"], server_val=(data["X"][:5], np.full(5, 9)))
+    with pytest.raises(ValidationError, match="server_val: 5 rows"):
+        simulate(FedDF(rounds=1), data["init"], data["clients"], settings=SETTINGS, server_X=data["server_X"],
+                 server_val=(data["X"][:5], data["y"][:4]))
+    # one confident client and one unsure: the mean of logits follows the confident one, the mean of
+    # probabilities weighs them as probabilities
+    a, b = torch.nn.Linear(1, 2), torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        a.weight.zero_(), b.weight.zero_()
+        a.bias.copy_(torch.tensor([0.0, 12.0])), b.bias.copy_(torch.tensor([1.0, 0.0]))
+    X1 = np.ones((1, 1), dtype=np.float32)
+    p = teacher_probabilities(average_probabilities([a, b], X1))[0]
+    expected = (torch.softmax(torch.tensor([0.0, 12.0]), 0) + torch.softmax(torch.tensor([1.0, 0.0]), 0)) / 2
+    assert np.allclose(p, expected.numpy(), atol=1e-5)
+    assert teacher_probabilities(average_logits([a, b], X1))[0][1] > 0.99 > p[1]
 
 
 def test_fedmd_sends_only_logits_and_the_large_model_learns_from_them(data):

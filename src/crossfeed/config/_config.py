@@ -35,7 +35,7 @@ import yaml
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.data import SUITES, check_suite_kwargs
 from crossfeed.exceptions import UnknownNameError, ValidationError
-from crossfeed.feedback import STRATEGIES
+from crossfeed.feedback import STRATEGIES, FedAvg, RoundsStrategy
 from crossfeed.models import ARCHITECTURES
 
 __all__ = [
@@ -125,6 +125,13 @@ class FeedbackConfig:
     when the config loads. Which model goes on and which one serves each domain is the
     top-level ``gate`` section (:class:`GateConfig`). ``keep_weaker_experts``: see
     :func:`crossfeed.feedback.absorb`.
+
+    ``engine``: where the rounds of a rounds strategy (``fedavg``, ``fedprox``, ``dp_fedavg``,
+    ``feddf``) run: ``"local"`` (default, in this process) or ``"flower"`` (every domain a Flower
+    ClientApp holding its own rows, in Flower's Simulation Runtime:
+    :func:`crossfeed.federated.flower_rounds`; needs ``crossfeed[federated]``). Same seed, same
+    model to float tolerance; the report adds the engine to the rounds, bytes and seconds per
+    round. ``compare`` strategies always run locally.
     """
 
     strategy: str = "multi_teacher_kd"
@@ -137,7 +144,11 @@ class FeedbackConfig:
     threads: int | None = None
     compare: list[StrategyConfig] = field(default_factory=list)
     keep_weaker_experts: bool = False
+    engine: str = "local"
 
+
+#: Where the feedback step's rounds run (see :class:`FeedbackConfig`).
+FEEDBACK_ENGINES = ("local", "flower")
 
 #: The gate's tests by name: two paired statistical tests, the round-1 rule, and no gate at all.
 GATE_TESTS = ("bootstrap", "wsr", "tolerance", "none")
@@ -415,6 +426,8 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"feedback.weight_decay must be >= 0 or null; got {f.weight_decay}")
     if f.threads is not None and f.threads < 1:
         raise ValidationError(f"feedback.threads must be >= 1 or null; got {f.threads}")
+    if f.engine not in FEEDBACK_ENGINES:
+        raise ValidationError(f"feedback.engine must be one of {', '.join(FEEDBACK_ENGINES)}; got {f.engine!r}")
 
 
 def _check_gate(g: GateConfig) -> None:
@@ -441,6 +454,21 @@ def _check_gate(g: GateConfig) -> None:
             "whole validation split); set gate.holdout > 0 (default 0.5), or use test: tolerance to gate on "
             "validation accuracy without a guarantee"
         )
+
+
+def _check_flower(f: FeedbackConfig, source: str) -> None:
+    """``engine: flower`` runs the client step of the weight-sending rounds strategies only."""
+    cls = STRATEGIES.get(f.strategy)
+    kwargs = cls.check_params(f.kwargs, owner=f"{source}: feedback.kwargs (strategy {f.strategy!r})")
+    if not issubclass(cls, FedAvg):
+        raise ValidationError(
+            f"{source}: feedback.engine flower runs the rounds of fedavg, fedprox, dp_fedavg and feddf (clients that "
+            f"train the large model's network on their own rows); {f.strategy!r} "
+            + ("has no rounds" if not issubclass(cls, RoundsStrategy) else "keeps a network per client or builds its "
+               "tasks from the clients' rows on the server") + ". Use engine: local")
+    if kwargs.get("client_models", "large") != "large":
+        raise ValidationError(f"{source}: feedback.engine flower trains the large model's architecture on every client; "
+                              f"feedback.kwargs.client_models {kwargs['client_models']!r} needs engine: local")
 
 
 def _legacy_gate(data: Any, source: str) -> Any:
@@ -486,6 +514,8 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
         raise ValidationError(f"{source}: suite.kwargs: {exc}") from None
     strategies = [(config.feedback.strategy, config.feedback.kwargs, "feedback"),
                   *((c.strategy, c.kwargs, f"feedback.compare[{i}]") for i, c in enumerate(config.feedback.compare))]
+    if config.feedback.engine == "flower":
+        _check_flower(config.feedback, source)
     for name, kwargs, where in strategies:
         cls = STRATEGIES.get(name)
         cls.check_params(kwargs, owner=f"{source}: {where}.kwargs (strategy {name!r})")

@@ -57,7 +57,7 @@ from crossfeed.cycle._results import CycleResult, GenerationResult
 from crossfeed.data import DomainSuite, load_suite
 from crossfeed.evaluate import domain_accuracy, prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, ModelFileError, ValidationError
-from crossfeed.feedback import FeedbackReport, TrainSettings, absorb
+from crossfeed.feedback import FeedbackReport, RoundsEngine, TrainSettings, absorb
 from crossfeed.models import TorchClassifier, load_model
 from crossfeed.spawn import finetune, spawn_experts
 
@@ -242,6 +242,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
         data.pop(key)
     if not data["gate"].get("compose"):
         data["gate"].pop("compose", None)  # runs written before the option existed keep their fingerprint
+    if data["feedback"].get("engine") == "local":
+        data["feedback"].pop("engine")  # likewise: the default engine leaves old fingerprints as they were
     return {"config": data, "seed": seed}
 
 
@@ -309,7 +311,7 @@ def _train_generation(
     progress.stage(f"generation {g}: feedback ({f.strategy})")
     settings = feedback_settings(config, large, feedback_seed)
     new, report = absorb(large, experts, suite, f.strategy, settings, params=f.kwargs,
-                         keep_weaker_experts=f.keep_weaker_experts)
+                         keep_weaker_experts=f.keep_weaker_experts, engine=_engine(f.engine))
     seconds["feedback"] = report.wall_seconds
     compare = {}
     for c in f.compare:
@@ -318,6 +320,15 @@ def _train_generation(
                                         keep_weaker_experts=f.keep_weaker_experts)
         seconds[f"compare:{c.strategy}"] = compare[c.strategy].wall_seconds
     return new, experts, report, compare, seconds
+
+
+def _engine(name: str) -> RoundsEngine | None:
+    """The rounds engine of ``feedback.engine``: None (in process) or Flower's (``crossfeed[federated]``)."""
+    if name == "local":
+        return None
+    from crossfeed.federated import flower_rounds  # Flower is an optional extra: imported only when asked for
+
+    return flower_rounds
 
 
 def _generation(

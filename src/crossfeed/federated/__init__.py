@@ -11,11 +11,19 @@
   :func:`write_flower_app`, :func:`write_flower_job`, :class:`FlowerJob`, :func:`read_flower_run`:
   the same apps on a deployment (``flower-superlink``, ``flower-supernode``, ``flwr run``).
   Needs ``crossfeed[federated]``.
+- :func:`flower_rounds`: the cycle's feedback rounds on Flower (``feedback.engine: flower``).
 """
 
-from crossfeed.federated._flower import FlowerJob, read_flower_run, run_flower, write_flower_app, write_flower_job
+from crossfeed.federated._flower import (
+    FlowerJob,
+    flower_rounds,
+    read_flower_run,
+    run_flower,
+    write_flower_app,
+    write_flower_job,
+)
 from crossfeed.federated._partition import class_counts, dirichlet_partition, domain_partition
 from crossfeed.federated._simulate import Client, FederatedRun, clients_from_parts, simulate
 
 __all__ = ["Client", "FederatedRun", "FlowerJob", "class_counts", "clients_from_parts", "dirichlet_partition",
-           "domain_partition", "read_flower_run", "run_flower", "simulate", "write_flower_app", "write_flower_job"]
+           "domain_partition", "flower_rounds", "read_flower_run", "run_flower", "simulate", "write_flower_app", "write_flower_job"]

@@ -90,7 +90,7 @@ from crossfeed.feedback import (
 from crossfeed.models import TorchClassifier, build_module, fitted_copy, load_model, save_model
 from crossfeed.training import torch_threads
 
-__all__ = ["FlowerJob", "read_flower_run", "run_flower", "write_flower_app", "write_flower_job"]
+__all__ = ["FlowerJob", "flower_rounds", "read_flower_run", "run_flower", "write_flower_app", "write_flower_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class _Job:
     test: tuple[np.ndarray, np.ndarray] | None = None
     timeout_s: float | None = None
     node_wait_s: float = NODE_WAIT_S
+    server_val: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ def _plain(a: Any) -> np.ndarray:
 
 
 def _make_job(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence[Client], settings: TrainSettings,
-              server_X: Any, server_y: Any, test: tuple[Any, Any] | None, timeout_s: float | None) -> _Job:
+              server_X: Any, server_y: Any, test: tuple[Any, Any] | None, timeout_s: float | None,
+              server_val: tuple[Any, Any] | None = None) -> _Job:
     _check_strategy(strategy)
     _check_inputs(model, clients, "run_flower")
     _architecture(model)
@@ -208,16 +210,20 @@ def _make_job(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequenc
     shape = tuple(int(d) for d in np.asarray(clients[0].X).shape[1:])
     sX = None if server_X is None else np.asarray(server_X, dtype=np.float32)
     sy = None if server_y is None else _plain(server_y)
-    _suite([_Shell(c.name, np.zeros((0, *shape), np.float32), np.zeros(0)) for c in clients],
-           model.classes_, sX, sy)  # the same checks of the server rows as simulate
+    site = _suite([_Shell(c.name, np.zeros((0, *shape), np.float32), np.zeros(0)) for c in clients],
+                  model.classes_, sX, sy, server_val)["server"]  # the same checks of the server rows as simulate
+    val = None if server_val is None else (site.X_val, _plain(site.y_val))
     test_ = None if test is None else (np.asarray(test[0], dtype=np.float32), _plain(test[1]))
-    return _Job(strategy, model, [c.name for c in clients], shape, settings, sX, sy, test_, timeout_s)
+    return _Job(strategy, model, [c.name for c in clients], shape, settings, sX, sy, test_, timeout_s,
+                server_val=val)
 
 
 # -- the server ----------------------------------------------------------------------------
 def _records(arrays: Mapping[str, Any]) -> Any:
     flwr = _flwr()
-    return flwr.app.ArrayRecord({k: flwr.app.Array(np.ascontiguousarray(_plain(v))) for k, v in arrays.items()})
+    # np.asarray(order="C"), not np.ascontiguousarray: that one makes a 0-d array (BatchNorm's
+    # num_batches_tracked) 1-d, and the state no longer fits the network
+    return flwr.app.ArrayRecord({k: flwr.app.Array(np.asarray(_plain(v), order="C")) for k, v in arrays.items()})
 
 
 def _state(module: nn.Module) -> dict[str, np.ndarray]:
@@ -270,7 +276,7 @@ def _serve(grid: Any, job: _Job, record: Callable[[int, str, str, str, np.ndarra
     node_of = _wait_for_nodes(grid, job.names, job.node_wait_s)
     shells = [_Shell(n, np.zeros((0, *job.sample_shape), np.float32), np.zeros(0, dtype=_plain(classes).dtype))
               for n in job.names]
-    suite = _suite(shells, classes, job.server_X, job.server_y)
+    suite = _suite(shells, classes, job.server_X, job.server_y, job.server_val)
     ctx = FeedbackContext(large=model, experts={n: None for n in job.names}, suite=suite, settings=settings)
     state = RoundState(ctx, copy.deepcopy(model.module_).cpu())
     arch = _architecture(model)
@@ -523,8 +529,8 @@ def _client_app(data_dir: str | None = None) -> Any:
 # -- engine 2: Flower's Simulation Runtime ----------------------------------------------------
 def run_flower(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence[Client], *,
                settings: TrainSettings | None = None, server_X: Any = None, server_y: Any = None,
-               test: tuple[Any, Any] | None = None, timeout_s: float | None = None,
-               backend: str = "simulation") -> FederatedRun:
+               server_val: tuple[Any, Any] | None = None, test: tuple[Any, Any] | None = None,
+               timeout_s: float | None = None, backend: str = "simulation") -> FederatedRun:
     """Run a federated strategy over ``clients`` as Flower apps (ServerApp + one ClientApp per client).
 
     Same arguments and result as :func:`~crossfeed.federated.simulate`; with the same seed the same
@@ -539,7 +545,7 @@ def run_flower(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequen
         client rebuilds it); never modified.
     clients : the clients; names unique, labels within ``model.classes_``. Client ``i`` is the
         ClientApp of partition ``i``.
-    settings, server_X, server_y, test : as in :func:`~crossfeed.federated.simulate`.
+    settings, server_X, server_y, server_val, test : as in :func:`~crossfeed.federated.simulate`.
     timeout_s : the server waits this long for the replies of a round (``send_and_receive``'s
         timeout); a client that does not reply in time, or reports a longer training, is dropped
         for the round. Includes Flower's message latency.
@@ -558,8 +564,43 @@ def run_flower(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequen
     _flwr()
     if importlib.util.find_spec("ray") is None:  # flwr's run_simulation would exit the interpreter
         raise missing_dependency("ray", "federated")
-    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s)
+    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s, server_val)
     return _simulation(job, clients)
+
+
+def flower_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module) -> tuple[nn.Module, list[RoundLog]]:
+    """The cycle's feedback rounds as Flower apps: a :data:`~crossfeed.feedback.RoundsEngine` for
+    :func:`~crossfeed.feedback.absorb` (``feedback: {strategy: fedavg, engine: flower}`` in YAML).
+
+    The clients are the domains the in-process rounds train (the general domain and every
+    expert's domain, each a ClientApp holding its own training rows); the server holds what the
+    strategy reads without labels (FedDF: its ``transfer`` rows; with ``early_stopping`` also the
+    general domain's validation split, as in process). With the same seed the result
+    equals :func:`~crossfeed.feedback.run_rounds` (to float tolerance). Runs in Flower's Simulation
+    Runtime (:func:`run_flower`; needs ``crossfeed[federated]``).
+
+    Refused: strategies whose clients keep a network of their own (FedMD: its clients start from
+    their experts, which a ClientApp cannot rebuild yet) and FedDF with ``client_models="experts"``
+    (a ClientApp rebuilds the large model's architecture only). Run those with ``engine: local``.
+    """
+    if strategy.persistent_clients:
+        raise ValidationError(f"engine flower cannot run {strategy.name!r} in the cycle: its clients keep networks of "
+                              "their own, started from their domains' experts, which a ClientApp cannot rebuild; "
+                              "use engine: local (or crossfeed.federated.run_flower with plain clients)")
+    if getattr(strategy, "client_models", "large") != "large":
+        raise ValidationError(f"engine flower trains the large model's architecture on every client; "
+                              f"{strategy.name} client_models={strategy.client_models!r} needs engine: local")
+    names = [ctx.general, *[n for n in ctx.experts if n != ctx.general]]
+    clients = [Client(n, np.asarray(ctx.suite[n].X_train), np.asarray(ctx.suite[n].y_train)) for n in names]
+    server_X = None
+    if callable(getattr(strategy, "transfer_data", None)):  # FedDF: the server's own unlabelled rows
+        server_X = strategy.transfer_data(ctx)
+        strategy = type(strategy)(**{**strategy.get_params(), "transfer": "general"})  # on Flower: the server's rows
+    general = ctx.suite[ctx.general]
+    val = (general.X_val, general.y_val) if getattr(strategy, "early_stopping", False) else None
+    model = fitted_copy(ctx.large, copy.deepcopy(start))
+    run = _simulation(_make_job(strategy, model, clients, ctx.settings, server_X, None, None, None, val), clients)
+    return run.model.module_, run.rounds
 
 
 def _simulation(job: _Job, clients: Sequence[Client],
@@ -625,7 +666,8 @@ class FlowerJob:
 
 def write_flower_job(directory: str | os.PathLike[str], strategy: RoundsStrategy, model: TorchClassifier,
                      clients: Sequence[Client], *, settings: TrainSettings | None = None, server_X: Any = None,
-                     server_y: Any = None, test: tuple[Any, Any] | None = None, timeout_s: float | None = None,
+                     server_y: Any = None, server_val: tuple[Any, Any] | None = None,
+                     test: tuple[Any, Any] | None = None, timeout_s: float | None = None,
                      node_wait_s: float = NODE_WAIT_S) -> FlowerJob:
     """Write what a deployed ServerApp needs into ``directory/server`` and every client's rows into
     ``directory/clients/partition-<i>.npz``; same arguments as :func:`run_flower`.
@@ -639,7 +681,7 @@ def write_flower_job(directory: str | os.PathLike[str], strategy: RoundsStrategy
     and read the result with :func:`read_flower_run`.
     """
     settings = settings or TrainSettings()
-    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s)
+    job = _make_job(strategy, model, clients, settings, server_X, server_y, test, timeout_s, server_val)
     root = Path(directory).absolute()
     server, data = root / "server", root / "clients"
     server.mkdir(parents=True, exist_ok=True)
@@ -647,7 +689,9 @@ def write_flower_job(directory: str | os.PathLike[str], strategy: RoundsStrategy
     save_model(model, server / "model")
     arrays = {k: v for k, v in {"server_X": job.server_X, "server_y": job.server_y,
                                 "test_X": None if job.test is None else job.test[0],
-                                "test_y": None if job.test is None else job.test[1]}.items() if v is not None}
+                                "test_y": None if job.test is None else job.test[1],
+                                "val_X": None if job.server_val is None else job.server_val[0],
+                                "val_y": None if job.server_val is None else job.server_val[1]}.items() if v is not None}
     np.savez(server / "server.npz", **arrays)
     (server / "job.json").write_text(json.dumps({
         "format": JOB_FORMAT, "format_version": 1, "strategy": strategy.name,
@@ -674,9 +718,10 @@ def _load_job(directory: str | os.PathLike[str]) -> _Job:
     with np.load(root / "server.npz", allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     test = (arrays["test_X"], arrays["test_y"]) if "test_X" in arrays else None
+    val = (arrays["val_X"], arrays["val_y"]) if "val_X" in arrays else None
     return _Job(cls(**cls.check_params(spec["params"])), load_model(root / "model"), list(spec["clients"]),
                 tuple(spec["sample_shape"]), TrainSettings(**spec["settings"]), arrays.get("server_X"),
-                arrays.get("server_y"), test, spec["timeout_s"], float(spec["node_wait_s"]))
+                arrays.get("server_y"), test, spec["timeout_s"], float(spec["node_wait_s"]), val)
 
 
 def _deployed_job(context: Any) -> _Job:

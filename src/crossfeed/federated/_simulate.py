@@ -93,7 +93,8 @@ class FederatedRun:
 
 def simulate(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence[Client], *,
              settings: TrainSettings | None = None, server_X: Any = None, server_y: Any = None,
-             test: tuple[Any, Any] | None = None, timeout_s: float | None = None) -> FederatedRun:
+             server_val: tuple[Any, Any] | None = None, test: tuple[Any, Any] | None = None,
+             timeout_s: float | None = None) -> FederatedRun:
     """Run a federated strategy over ``clients`` in this process, starting from ``model``.
 
     Parameters
@@ -107,13 +108,14 @@ def simulate(strategy: RoundsStrategy, model: TorchClassifier, clients: Sequence
     settings : local training settings (``epochs`` local epochs per round, lr, batch size, seed).
     server_X, server_y : the server's own rows: FedDF's unlabelled transfer data and FedMD's public
         rows (``server_X``); with ``server_y`` they are labelled and FedMD's large model keeps them.
+    server_val : ``(X, y)``, labelled validation rows the server holds (FedDF's ``early_stopping``).
     test : ``(X, y)`` to evaluate the global model after every round.
     timeout_s : a client whose local training takes longer is dropped for the round.
     """
     settings = settings or TrainSettings()
     _check_inputs(model, clients, "simulate")
     classes = model.classes_
-    suite = _suite(clients, classes, server_X, server_y)
+    suite = _suite(clients, classes, server_X, server_y, server_val)
     ctx = FeedbackContext(large=model, experts={c.name: None for c in clients}, suite=suite, settings=settings)
     accuracy: list[float] = []
 
@@ -136,6 +138,8 @@ class _Site:
     X_train: np.ndarray
     y_train: np.ndarray
     X_field: np.ndarray | None = None
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ def _check_inputs(model: Any, clients: Sequence[Client], what: str) -> None:
                                      "needs one label space: refit the model on every class or relabel the client")
 
 
-def _suite(clients: Sequence[Client], classes: np.ndarray, server_X: Any, server_y: Any) -> _Federation:
+def _suite(clients: Sequence[Client], classes: np.ndarray, server_X: Any, server_y: Any,
+           server_val: tuple[Any, Any] | None = None) -> _Federation:
     shape = np.asarray(clients[0].X).shape[1:]
     if server_X is None:
         sX, sy = np.zeros((0, *shape), dtype=np.float32), np.zeros(0, dtype=classes.dtype)
@@ -191,8 +196,16 @@ def _suite(clients: Sequence[Client], classes: np.ndarray, server_X: Any, server
             raise ValidationError(f"server_X has {len(sX)} rows but server_y has {len(sy)} labels")
         if sX.shape[1:] != shape:
             raise ValidationError(f"server_X rows have shape {sX.shape[1:]}, the clients' {shape}")
-    sites = [_Site("server", sX, sy)] + [_Site(c.name, np.asarray(c.X, dtype=np.float32), np.asarray(c.y))
-                                         for c in clients]
+    vX = vy = None
+    if server_val is not None:
+        if not isinstance(server_val, (tuple, list)) or len(server_val) != 2:
+            raise ValidationError("server_val must be a pair (X, y) of labelled validation rows")
+        vX, vy = np.asarray(server_val[0], dtype=np.float32), np.asarray(server_val[1])
+        if len(vX) != len(vy) or vX.shape[1:] != shape:
+            raise ValidationError(f"server_val: {len(vX)} rows of shape {vX.shape[1:]} and {len(vy)} labels; "
+                                  f"expected as many labels as rows, rows of the clients' shape {shape}")
+    sites = [_Site("server", sX, sy, X_val=vX, y_val=vy)]
+    sites += [_Site(c.name, np.asarray(c.X, dtype=np.float32), np.asarray(c.y)) for c in clients]
     return _Federation(tuple(sites), np.asarray(classes),
                        meta={"general_domain": "server", "general_is_server": True,
                              "server_labelled": server_y is not None})

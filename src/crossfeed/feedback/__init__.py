@@ -52,7 +52,7 @@ Strategies by registry name:
 - ``"continued_training"`` (the base class): the control, continued training on the general data.
 """
 
-from crossfeed.feedback._absorb import DomainFeedback, FeedbackReport, absorb
+from crossfeed.feedback._absorb import DomainFeedback, FeedbackReport, RoundsEngine, absorb
 from crossfeed.feedback._adaptation import (
     AdaptationStrategy,
     AlignmentHook,
@@ -122,7 +122,13 @@ from crossfeed.feedback.dp_fedavg import DPFedAvg, clip_update, gaussian_epsilon
 from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
 from crossfeed.feedback.fedavg import FedAvg  # noqa: E402
-from crossfeed.feedback.feddf import FedDF, architecture_key, average_logits, distill_into  # noqa: E402
+from crossfeed.feedback.feddf import (  # noqa: E402
+    FedDF,
+    architecture_key,
+    average_logits,
+    average_probabilities,
+    distill_into,
+)
 from crossfeed.feedback.fedmd import FedMD, consensus  # noqa: E402
 from crossfeed.feedback.fedprox import FedProx, proximal_term  # noqa: E402
 from crossfeed.feedback.generative_augment import GenerativeAugment  # noqa: E402
@@ -185,6 +191,7 @@ __all__ = [
     "Reptile",
     "RoundLog",
     "RoundState",
+    "RoundsEngine",
     "RoundsStrategy",
     "STRATEGIES",
     "SelfSupervised",
@@ -202,6 +209,7 @@ __all__ = [
     "attribution_agreement",
     "augmentation_for",
     "average_logits",
+    "average_probabilities",
     "average_weights",
     "behaviour_matrix",
     "c2st_accuracy",

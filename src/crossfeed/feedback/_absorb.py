@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,12 @@ from crossfeed.feedback._rounds import Failure, RoundLog, RoundsStrategy, run_ro
 from crossfeed.models import TorchClassifier, check_torch_model, fitted_copy, warm_fit
 from crossfeed.training import Batch, TrainingHook, torch_threads
 
-__all__ = ["DomainFeedback", "FeedbackReport", "absorb"]
+__all__ = ["DomainFeedback", "FeedbackReport", "RoundsEngine", "absorb"]
+
+#: How a rounds strategy's rounds run: ``engine(strategy, ctx, start) -> (final network, log)``.
+#: The default is :func:`~crossfeed.feedback.run_rounds` (in process);
+#: :func:`crossfeed.federated.flower_rounds` runs the same rounds as Flower apps.
+RoundsEngine = Callable[[RoundsStrategy, FeedbackContext, nn.Module], tuple[nn.Module, list[RoundLog]]]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +159,7 @@ def absorb(
     epochs: int | None = None,
     lr: float | None = None,
     random_state: int | None = None,
+    engine: RoundsEngine | None = None,
 ) -> tuple[TorchClassifier, FeedbackReport]:
     """Let domain ``experts`` teach a copy of ``large``; return the new model and a report.
 
@@ -177,6 +183,9 @@ def absorb(
         instead of pulling it down); ``report.info["replaced_experts"]`` lists them with both
         validation accuracies. True hands every expert to the strategy as it is.
     epochs, lr, random_state : shorthands that override those fields of ``settings``.
+    engine : how a :class:`~crossfeed.feedback.RoundsStrategy`'s rounds run (see
+        :data:`RoundsEngine`); None: in this process (:func:`~crossfeed.feedback.run_rounds`).
+        Refused for strategies without rounds.
 
     Returns
     -------
@@ -189,6 +198,9 @@ def absorb(
     """
     large = check_torch_model(large, owner="absorb")
     strat = resolve_strategy(strategy, params)
+    if engine is not None and not isinstance(strat, RoundsStrategy):
+        raise ValidationError(f"strategy {strat.name!r} has no rounds, so it runs in one place; an engine only runs "
+                              "the rounds of a rounds strategy (fedavg, fedprox, dp_fedavg, feddf, fedmd, ...)")
     settings = resolve_settings(large, settings, epochs=epochs, lr=lr, random_state=random_state)
     _check_experts(large, experts, suite, strat)
 
@@ -197,7 +209,7 @@ def absorb(
         teachers, replaced = (dict(experts), {}) if keep_weaker_experts else _replace_weaker(large, experts, suite)
         ctx = FeedbackContext(large, teachers, suite, settings)
         if isinstance(strat, RoundsStrategy):
-            data, new, rounds = None, *_run_rounds(strat, ctx)
+            data, new, rounds = None, *_run_rounds(strat, ctx, engine or run_rounds)
         else:
             data, new, rounds = *_train_once(strat, ctx), []
         strat.remember(ctx, new, data)
@@ -205,6 +217,8 @@ def absorb(
 
     general = suite.general_domain
     info = {} if data is None else dict(data.info)
+    if isinstance(strat, RoundsStrategy):
+        info["engine"] = "local" if engine is None else getattr(engine, "__name__", type(engine).__name__)
     report = FeedbackReport(strat.name, {}, general, 0.0, wall, {**info, "replaced_experts": replaced},
                             settings=settings, params=strat.get_params(), rounds=rounds)
     for domain in suite:
@@ -245,9 +259,10 @@ def _train_once(strat: FeedbackStrategy, ctx: FeedbackContext) -> tuple[Training
     return data, new
 
 
-def _run_rounds(strat: RoundsStrategy, ctx: FeedbackContext) -> tuple[TorchClassifier, list[RoundLog]]:
+def _run_rounds(strat: RoundsStrategy, ctx: FeedbackContext,
+                engine: RoundsEngine) -> tuple[TorchClassifier, list[RoundLog]]:
     start_module = strat.initial_module(ctx)
-    module, log = run_rounds(strat, ctx, start_module if start_module is not None else ctx.large.module_)
+    module, log = engine(strat, ctx, start_module if start_module is not None else ctx.large.module_)
     if not any(not r.kept_previous for r in log):
         logger.warning("absorb: %s: no round produced a usable update; the large model is unchanged", strat.name)
     return fitted_copy(ctx.large, module), log

@@ -44,7 +44,7 @@ from torch import nn
 from crossfeed.exceptions import ValidationError
 from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSettings, flat
 from crossfeed.feedback._params import Param
-from crossfeed.training import TrainingHook, train
+from crossfeed.training import TrainingHook, seeded_rng, train
 
 __all__ = ["Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy", "checked_aggregate",
            "finite_arrays", "run_rounds", "screen_update"]
@@ -213,8 +213,9 @@ def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, s
     t0 = time.perf_counter()
     if settings.epochs > 0:
         config = settings.train_config(seed_offset)
-        train(module, flat(task.X), np.searchsorted(classes, y), config=config, hooks=list(task.hooks),
-              soft_targets=task.soft_targets)
+        with seeded_rng(config.seed):  # dropout too: the same step in this process, a Ray worker or a SuperNode
+            train(module, flat(task.X), np.searchsorted(classes, y), config=config, hooks=list(task.hooks),
+                  soft_targets=task.soft_targets)
     module = module.cpu().eval()
     arrays = {k: v.detach() for k, v in reply(module, task).items()}
     seconds = time.perf_counter() - t0

@@ -7,6 +7,13 @@ ensemble of all the clients' networks (the mean of their logits, the paper's AVG
 prototype on unlabelled transfer data the server holds. Only weights travel; the server never
 sees a client's rows.
 
+Two choices the paper leaves to its code, as parameters: the ensemble teacher is the mean of the
+clients' logits (``teacher="logits"``, AVGLOGITS) or of their probabilities (``"probabilities"``:
+on label-skewed clients a client that never saw a class does not outvote the one that did with a
+large logit); and ``early_stopping`` keeps, per round, the server epoch (the averaged network,
+epoch 0, included) most accurate on the server's labelled validation rows, as the paper stops its
+distillation on a validation set: distillation then never makes the round's network worse there.
+
 Clients of different architectures (the paper's heterogeneous setting): with
 ``client_models="experts"`` every domain client trains a network of its own expert's
 architecture (a prototype per architecture, started from the first expert of that architecture),
@@ -24,18 +31,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossfeed.exceptions import EmptyDataError, ValidationError
+from crossfeed.exceptions import EmptyDataError, LabelMismatchError, ValidationError
 from crossfeed.feedback._base import FeedbackContext, flat, register
 from crossfeed.feedback._merging import average_weights
 from crossfeed.feedback._params import Param
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundState, client_data, module_with_state
 from crossfeed.feedback.fedavg import FedAvg
-from crossfeed.training import TrainConfig, train
+from crossfeed.training import TrainConfig, TrainingHook, seeded_rng, train
 
-__all__ = ["FedDF", "architecture_key", "average_logits", "distill_into", "teacher_probabilities", "unlabelled_rows"]
+__all__ = ["FedDF", "architecture_key", "average_logits", "average_probabilities", "distill_into",
+           "teacher_probabilities", "unlabelled_rows"]
 
 TRANSFER = ("general", "field")
 CLIENT_MODELS = ("large", "experts")
+TEACHERS = ("logits", "probabilities")
 
 
 def architecture_key(module: nn.Module) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -78,23 +87,78 @@ def average_logits(modules: list[nn.Module], X: np.ndarray, weights: list[float]
     return total.numpy().astype(np.float32)
 
 
+def average_probabilities(modules: list[nn.Module], X: np.ndarray, weights: list[float] | None = None,
+                          batch_size: int = 1024) -> np.ndarray:
+    """The log of the (weighted) mean of the networks' softmax on ``X``: an ensemble teacher whose
+    ``softmax`` is that mean (``teacher_probabilities`` of it at temperature 1).
+
+    Example
+    -------
+    >>> a, b = nn.Linear(2, 3), nn.Linear(2, 3)
+    >>> X = np.ones((4, 2), dtype=np.float32)
+    >>> p = teacher_probabilities(average_probabilities([a, b], X))
+    >>> q = (teacher_probabilities(average_logits([a], X)) + teacher_probabilities(average_logits([b], X))) / 2
+    >>> np.allclose(p, q, atol=1e-6)
+    True
+    """
+    if not modules:
+        raise EmptyDataError("average_probabilities needs at least one network")
+    w = np.full(len(modules), 1.0) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(modules),) or (w < 0).any() or w.sum() <= 0:
+        raise ValidationError(f"weights must be {len(modules)} non-negative numbers, not all zero; got {weights!r}")
+    w = w / w.sum()
+    mean = sum(wi * teacher_probabilities(average_logits([m], X, batch_size=batch_size)) for wi, m in zip(w, modules))
+    return np.log(np.maximum(mean, 1e-12)).astype(np.float32)
+
+
 def teacher_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """``softmax(logits / temperature)`` row by row: soft targets from a teacher's logits."""
     return torch.softmax(torch.as_tensor(np.asarray(logits, dtype=np.float32)) / temperature, dim=-1).numpy()
 
 
 def distill_into(module: nn.Module, X: np.ndarray, teacher_logits: np.ndarray, config: TrainConfig,
-                 temperature: float = 1.0) -> nn.Module:
+                 temperature: float = 1.0, validation: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
     """Train ``module`` in place toward ``softmax(teacher_logits / temperature)`` on ``X``; return it.
 
     Soft cross-entropy against the teacher's probabilities: the KL divergence of FedDF up to a
-    constant. ``X`` needs no labels.
+    constant. ``X`` needs no labels. ``validation``: ``(X_val, y_idx)`` with class indices; the
+    weights of the epoch most accurate there are kept, the untrained ones (epoch 0) included.
     """
     if len(X) == 0:
         raise EmptyDataError("distillation needs transfer data; got 0 rows")
     soft = teacher_probabilities(teacher_logits, temperature)
-    train(module, np.asarray(X, dtype=np.float32), soft.argmax(axis=1), config=config, soft_targets=soft)
+    hooks = [] if validation is None else [_BestOnValidation(*validation)]
+    with seeded_rng(config.seed):  # dropout masks from the config's seed: the same on every engine's server
+        train(module, np.asarray(X, dtype=np.float32), soft.argmax(axis=1), config=config, soft_targets=soft,
+              hooks=hooks)
     return module
+
+
+class _BestOnValidation(TrainingHook):
+    """Keeps the weights of the epoch (0: before training) with the highest accuracy on labelled rows."""
+
+    def __init__(self, X: np.ndarray, y_idx: np.ndarray) -> None:
+        self.X, self.y = torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.as_tensor(np.asarray(y_idx))
+
+    @torch.no_grad()
+    def _accuracy(self) -> float:
+        was = self.module.training
+        self.module.eval()
+        z = torch.cat([self.module(self.X[i:i + 1024].to(self.device)).cpu() for i in range(0, len(self.X), 1024)])
+        self.module.train(was)
+        return float((z.argmax(dim=1) == self.y).float().mean())
+
+    def setup(self, module: nn.Module, device: torch.device) -> None:
+        self.module, self.device = module, device
+        self.best, self.best_state = self._accuracy(), copy.deepcopy(module.state_dict())
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        accuracy = self._accuracy()
+        if accuracy > self.best:
+            self.best, self.best_state = accuracy, copy.deepcopy(self.module.state_dict())
+
+    def teardown(self, module: nn.Module) -> None:
+        module.load_state_dict(self.best_state)
 
 
 def unlabelled_rows(ctx: FeedbackContext, source: str, what: str) -> np.ndarray:
@@ -124,6 +188,11 @@ class FedDF(FedAvg):
         field data of the experts' domains): the server's unlabelled transfer data.
     client_models : "large" (every client trains the large model's architecture) or "experts"
         (each domain client its expert's architecture; needs torch experts).
+    teacher : "logits" (the mean of the clients' logits, FedDF's AVGLOGITS) or "probabilities"
+        (the mean of their softmax).
+    early_stopping : keep the server epoch most accurate on the server's labelled validation rows
+        (epoch 0, the averaged network, included); needs them: the general domain's validation
+        split in the cycle, ``server_val`` in :func:`crossfeed.federated.simulate`.
 
     Reports ``rounds`` like FedAvg.
     """
@@ -134,15 +203,20 @@ class FedDF(FedAvg):
         "temperature": Param(float, low=0.0, low_open=True, help="softening of the ensemble"),
         "transfer": Param(str, choices=TRANSFER, help="the server's unlabelled transfer data"),
         "client_models": Param(str, choices=CLIENT_MODELS, help="which architecture each client trains"),
+        "teacher": Param(str, choices=TEACHERS, help="mean of the clients' logits or of their probabilities"),
+        "early_stopping": Param(bool, help="keep the server epoch best on the server's labelled validation rows"),
     }
 
     def __init__(self, rounds: int = 5, server_epochs: int = 2, temperature: float = 1.0,
-                 transfer: str = "general", client_models: str = "large") -> None:
+                 transfer: str = "general", client_models: str = "large", teacher: str = "logits",
+                 early_stopping: bool = False) -> None:
         self.rounds = rounds
         self.server_epochs = server_epochs
         self.temperature = temperature
         self.transfer = transfer
         self.client_models = client_models
+        self.teacher = teacher
+        self.early_stopping = early_stopping
         self._prototypes: dict[Any, nn.Module] = {}
         self._client_arch: dict[str, Any] = {}
 
@@ -150,12 +224,27 @@ class FedDF(FedAvg):
         """The server's unlabelled transfer rows."""
         return unlabelled_rows(ctx, self.transfer, "feddf: transfer")
 
+    def validation_data(self, ctx: FeedbackContext) -> tuple[np.ndarray, np.ndarray]:
+        """The server's labelled validation rows ``(X, class indices)`` for ``early_stopping``."""
+        domain = ctx.suite[ctx.general]
+        X, y = getattr(domain, "X_val", None), getattr(domain, "y_val", None)
+        if X is None or y is None or len(y) == 0:
+            raise EmptyDataError("feddf: early_stopping needs labelled validation rows on the server; pass "
+                                 "server_val=(X, y) to crossfeed.federated.simulate / run_flower (in the cycle the "
+                                 "general domain's validation split serves), or set early_stopping: false")
+        unknown = np.setdiff1d(np.asarray(y), ctx.classes)
+        if len(unknown):
+            raise LabelMismatchError(f"feddf: the server's validation rows hold labels {unknown.tolist()} the large "
+                                     f"model does not predict (its classes: {ctx.classes.tolist()})")
+        return flat(X), np.searchsorted(ctx.classes, np.asarray(y))
+
     def local_tasks(self, round: int, state: RoundState) -> list[LocalTask]:
         ctx = state.ctx
         if round == 1:
             self._prototypes, self._client_arch = {architecture_key(state.module): state.module}, {}
             self._transfer = self.transfer_data(ctx)
             self._server_config = dataclasses.replace(ctx.settings.train_config(), epochs=self.server_epochs)
+            self._validation = self.validation_data(ctx) if self.early_stopping else None
             if self.client_models == "experts":
                 for name in ctx.experts:
                     expert = ctx.experts[name]
@@ -183,8 +272,10 @@ class FedDF(FedAvg):
             template = self._prototypes.get(key, group[0].module)
             states = [u.state() for u in group]
             self._prototypes[key] = module_with_state(template, average_weights(states, [u.weight for u in group]))
-        teacher = average_logits([u.module for u in updates], self._transfer, [u.weight for u in updates])
+        ensemble = average_logits if self.teacher == "logits" else average_probabilities
+        teacher = ensemble([u.module for u in updates], self._transfer, [u.weight for u in updates])
         config = dataclasses.replace(self._server_config, seed=self._server_config.seed + 7919 * round)
         for key, prototype in self._prototypes.items():
-            self._prototypes[key] = distill_into(prototype, self._transfer, teacher, config, self.temperature).eval()
+            self._prototypes[key] = distill_into(prototype, self._transfer, teacher, config, self.temperature,
+                                                 self._validation).eval()
         return self._prototypes[architecture_key(start)]

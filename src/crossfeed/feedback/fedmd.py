@@ -27,7 +27,7 @@ from crossfeed.feedback._base import FeedbackContext, flat, register
 from crossfeed.feedback._params import Param
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundsStrategy, RoundState, client_data
 from crossfeed.feedback.feddf import average_logits, teacher_probabilities, unlabelled_rows
-from crossfeed.training import train
+from crossfeed.training import seeded_rng, train
 
 __all__ = ["FedMD", "consensus"]
 
@@ -132,5 +132,6 @@ class FedMD(RoundsStrategy):
             X, soft = np.concatenate([X, X_gen]), np.concatenate([soft, _onehot(ctx.classes, y_gen)])
         config = dataclasses.replace(ctx.settings.train_config(7919 * round), epochs=self.server_epochs)
         new = copy.deepcopy(start)
-        train(new, X, soft.argmax(axis=1), config=config, soft_targets=soft)
+        with seeded_rng(config.seed):
+            train(new, X, soft.argmax(axis=1), config=config, soft_targets=soft)
         return new.eval()

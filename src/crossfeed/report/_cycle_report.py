@@ -6,7 +6,8 @@
   at min and max);
 - the served accuracy of each domain over generations (what users get: the model the gate chose
   for the domain), median over seeds with the min-max band, the large model dashed beside it;
-- tables of the same numbers, of each feedback step (strategy, forgetting, seconds, gate), of
+- tables of the same numbers, of each feedback step (strategy, forgetting, seconds; for a rounds
+  strategy its engine, rounds, bytes and seconds per round, dropped clients; gate), of
   every gate decision (candidate, reference, gate accuracies, p-values, chosen) and of the lineage
   of every generation (parent, strategy, experts, field data with hashes, weights hash).
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.cycle import CycleResult, ExperimentResult
+from crossfeed.feedback import FeedbackReport
 from crossfeed.report._markup import (
     html_image,
     html_page,
@@ -151,6 +153,17 @@ def decision_rows(cycle: CycleResult) -> list[list[str]]:
             for g in cycle.generations for x in g.decisions]
 
 
+def rounds_cells(report: FeedbackReport) -> list[str]:
+    """Engine, rounds, mean bytes and seconds per round, dropped client-rounds of a rounds strategy's
+    feedback report (dashes for a strategy without rounds)."""
+    rounds = report.rounds
+    if not rounds:
+        return ["–"] * 5
+    n = len(rounds)
+    return [str(report.info.get("engine", "local")), str(n), f"{sum(r.bytes_sent for r in rounds) / n:,.0f}",
+            f"{sum(r.seconds for r in rounds) / n:.2f}", str(sum(len(r.failures) for r in rounds))]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -184,11 +197,12 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
         for g in cycle.generations[1:]:
             for strategy, report, main in g.reports():
                 steps.append([f"g{g.generation}", strategy + ("" if main else " (compared)"),
-                              f"{100 * report.forgetting:+.2f}", f"{report.wall_seconds:.1f}",
+                              f"{100 * report.forgetting:+.2f}", f"{report.wall_seconds:.1f}", *rounds_cells(report),
                               ("accepted" if g.accepted else "kept previous") if main else "–"])
         if steps:
             tables.append((f"Feedback steps (seed {cycle.seed})",
-                           ["generation", "strategy", "forgetting on general (points)", "seconds", "gate"], steps))
+                           ["generation", "strategy", "forgetting on general (points)", "seconds", "engine", "rounds",
+                            "bytes sent per round", "seconds per round", "dropped client-rounds", "gate"], steps))
         served = [[f"g{g.generation}", *(g.served.get(d, {}).get("label", "–") for d in domains)]
                   for g in cycle.generations if g.served]
         if served:

@@ -67,6 +67,31 @@ def torch_threads(n: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Run the block with torch's global generators (dropout masks, ``torch.rand``) seeded from
+    ``seed``; restore their state after.
+
+    :func:`train` shuffles with its own generator (``TrainConfig.seed``) but dropout draws from the
+    global one, so without this a run depends on what drew from it before (another client's
+    training, a network built on the way). The engines of the rounds driver run every client step
+    and the server's distillation inside it: the same step gives the same weights in this process,
+    a Ray worker or a Flower SuperNode.
+
+    Example
+    -------
+    >>> with seeded_rng(0):
+    ...     a = torch.rand(2)
+    >>> with seeded_rng(0):
+    ...     b = torch.rand(2)
+    >>> bool((a == b).all())
+    True
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`train`.
