@@ -30,6 +30,7 @@ Speed goal (issue 10): FedAvg, 100 clients x 50 rounds of the small mnist1d mode
     python benchmarks/federated.py --speed               # the speed goal -> results/federated-speed.json
     python benchmarks/federated.py --flower              # in process vs Flower simulation -> results/federated-flower.json
     python benchmarks/federated.py --dp                  # DP-FedAvg accuracy vs epsilon -> results/federated-dp.json
+    python benchmarks/federated.py --secure              # FedAvg with SecAgg+ vs in process -> results/federated-secagg.json
     python benchmarks/federated.py --quick               # 1 seed, alpha 0.1, 10 clients, 3 rounds
 """
 
@@ -185,6 +186,39 @@ def flower(args: argparse.Namespace) -> None:
     print(write("federated-flower", payload))
 
 
+def secure(args: argparse.Namespace) -> None:
+    """FedAvg with SecAgg+ (Flower's legacy workflow, Simulation Runtime) against FedAvg in process."""
+    from crossfeed.federated import SecAggPlus, run_secure
+
+    data = rows("mnist1d", 0)
+    parts = dirichlet_partition(data["y"], args.flower_clients, 1.0, seed=0, min_samples=10)
+    clients = clients_from_parts(data["X"], data["y"], parts)
+    init = initial("mnist1d", data, 0)
+    settings = TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, seed=0, threads=1)
+    test = (data["X_test"], data["y_test"])
+    local = simulate(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, test=test)
+    protocol = SecAggPlus()
+    t = time.perf_counter()
+    run = run_secure(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, secure=protocol, test=test)
+    wall = time.perf_counter() - t
+    diff = max(float((a - b).abs().max()) for a, b in
+               zip(local.model.module_.state_dict().values(), run.model.module_.state_dict().values()))
+    payload = {"benchmark": "federated-secagg", "machine": machine(), "command": "python benchmarks/federated.py --secure",
+               "setting": f"FedAvg, mnist1d, mlp {HIDDEN['mnist1d']}, {args.flower_clients} clients (alpha 1.0), "
+                          f"{args.flower_rounds} rounds, 1 local epoch; SecAgg+ {protocol} through Flower's legacy "
+                          "workflow in its Simulation Runtime (1 CPU per client)",
+               "simulate_seconds": local.seconds, "secure_seconds": wall,
+               "secure_seconds_in_rounds": sum(r.seconds for r in run.rounds),
+               "bytes_per_round": {"simulate": local.bytes_sent / len(local.rounds),
+                                   "secure": run.bytes_sent / len(run.rounds)},
+               "max_abs_weight_difference": diff,
+               "accuracy": {"simulate": local.accuracy[-1], "secure": run.accuracy[-1]},
+               "dropped_client_rounds": sum(len(r.failures) for r in run.rounds)}
+    print(f"simulate {local.seconds:.1f} s, secure {wall:.1f} s, max |dw| {diff:.2e}, bytes/round "
+          f"{payload['bytes_per_round']}")
+    print(write("federated-secagg", payload))
+
+
 def privacy(args: argparse.Namespace) -> None:
     """DP-FedAvg: accuracy against the privacy spent, fashion, alpha 1.0, 10 clients."""
     from crossfeed.feedback import DPFedAvg
@@ -233,6 +267,7 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="only the speed goal")
     parser.add_argument("--flower", action="store_true", help="only in-process vs Flower simulation")
     parser.add_argument("--dp", action="store_true", help="only DP-FedAvg: accuracy against epsilon")
+    parser.add_argument("--secure", action="store_true", help="only FedAvg with SecAgg+ vs in process")
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.3, 1.0, 3.0])
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--flower-clients", type=int, default=10)
@@ -250,6 +285,9 @@ def main() -> None:
             return
         if args.dp:
             privacy(args)
+            return
+        if args.secure:
+            secure(args)
             return
         if args.quick:
             args.seeds, args.alphas, args.clients, args.rounds, args.name = [0], [0.1], [10], 3, args.name + "-quick"

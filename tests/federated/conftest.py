@@ -1,6 +1,9 @@
 """Shared parts of the federated tests: four Gaussian blobs in 8 dimensions (fixed seed), and a
 Grid that runs Flower's real ClientApp in this process (no Ray, no sockets)."""
 
+import copy
+import types
+
 import numpy as np
 import pytest
 
@@ -20,16 +23,18 @@ class LocalGrid:
     """A Grid that delivers every message to the ClientApp of its node, in this process (needs flwr).
 
     ``drop``: nodes whose training messages are lost (their replies never come). ``sent``: the records of
-    every message the server sent, per round and client.
+    every message of the Message-API apps the server sent, per round and client; ``replies``: every
+    reply. ``app``: the ClientApp (default: the Message-API one of ``data_dir``).
     """
 
-    def __init__(self, data_dir, n, drop=()):
+    def __init__(self, data_dir, n, drop=(), app=None):
         from flwr.app import Context, RecordDict
 
-        self.app = _flower._client_app(str(data_dir))
+        self.app = app if app is not None else _flower._client_app(str(data_dir))
+        self.run = types.SimpleNamespace(run_id=1)  # the legacy API's client manager reads it
         self.contexts = {100 + i: Context(run_id=1, node_id=100 + i, state=RecordDict(), run_config={},
                                           node_config={"partition-id": i, "num-partitions": n}) for i in range(n)}
-        self.drop, self.sent = set(drop), []
+        self.drop, self.sent, self.replies = set(drop), [], []
 
     def get_node_ids(self):
         return list(self.contexts)
@@ -37,10 +42,12 @@ class LocalGrid:
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
         for m in messages:
-            if m.metadata.message_type == "train":
+            if m.metadata.message_type == "train" and "config" in m.content:
                 self.sent.append((m.metadata.group_id, m.content["config"]["client"], set(m.content.keys())))
             if m.metadata.message_type != "train" or m.metadata.dst_node_id not in self.drop:
-                replies.append(self.app(m, self.contexts[m.metadata.dst_node_id]))
+                # a copy, as the wire gives every node its own (a workflow may send one content to all)
+                replies.append(self.app(copy.deepcopy(m), self.contexts[m.metadata.dst_node_id]))
+        self.replies.extend(replies)
         return replies
 
 

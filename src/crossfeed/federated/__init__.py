@@ -12,6 +12,8 @@
   the same apps on a deployment (``flower-superlink``, ``flower-supernode``, ``flwr run``).
   Needs ``crossfeed[federated]``.
 - :func:`flower_rounds`: the cycle's feedback rounds on Flower (``feedback.engine: flower``).
+- :func:`run_secure`, :class:`SecAggPlus`: FedAvg / FedProx with SecAgg+ secure aggregation
+  (Flower's legacy workflow API): the server learns only the clients' mean update.
 """
 
 from crossfeed.federated._flower import (
@@ -23,7 +25,8 @@ from crossfeed.federated._flower import (
     write_flower_job,
 )
 from crossfeed.federated._partition import class_counts, dirichlet_partition, domain_partition
+from crossfeed.federated._secagg import SecAggPlus, run_secure
 from crossfeed.federated._simulate import Client, FederatedRun, clients_from_parts, simulate
 
-__all__ = ["Client", "FederatedRun", "FlowerJob", "class_counts", "clients_from_parts", "dirichlet_partition",
-           "domain_partition", "flower_rounds", "read_flower_run", "run_flower", "simulate", "write_flower_app", "write_flower_job"]
+__all__ = ["Client", "FederatedRun", "FlowerJob", "SecAggPlus", "class_counts", "clients_from_parts", "dirichlet_partition",
+           "domain_partition", "flower_rounds", "read_flower_run", "run_flower", "run_secure", "simulate", "write_flower_app", "write_flower_job"]

@@ -605,10 +605,21 @@ def flower_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Modu
 
 def _simulation(job: _Job, clients: Sequence[Client],
                 record: Callable[[int, str, str, str, np.ndarray], None] | None = None) -> FederatedRun:
-    from flwr.simulation import run_simulation
-
     out: dict[str, tuple] = {}
     app = _server_app(lambda context: job, lambda context, job, result: out.setdefault("result", result), record)
+    seconds = _simulate_apps(app, _client_app, clients)
+    if "result" not in out:
+        raise RuntimeError("the Flower simulation ended without a result from the ServerApp; see the log above")
+    module, log, accuracy = out["result"]
+    epsilon = job.strategy.epsilon(len(log)) if callable(getattr(job.strategy, "epsilon", None)) else None
+    return FederatedRun(fitted_copy(job.model, module), log, accuracy, seconds, epsilon)
+
+
+def _simulate_apps(server_app: Any, client_app: Callable[[str], Any], clients: Sequence[Client]) -> float:
+    """Run ``server_app`` and one ``client_app(data_dir)`` per client in Flower's Simulation Runtime
+    (Ray, 1 CPU per client), client ``i``'s rows in ``data_dir/partition-<i>.npz``; return the seconds."""
+    from flwr.simulation import run_simulation
+
     flwr_log = logging.getLogger("flwr")
     level, pythonpath = flwr_log.level, os.environ.get("PYTHONPATH")
     t0 = time.perf_counter()
@@ -618,7 +629,7 @@ def _simulation(job: _Job, clients: Sequence[Client],
         cpus = max(1, min(len(clients), os.cpu_count() or 1))
         flwr_log.setLevel(logging.WARNING)
         try:
-            run_simulation(server_app=app, client_app=_client_app(data_dir), num_supernodes=len(clients),
+            run_simulation(server_app=server_app, client_app=client_app(data_dir), num_supernodes=len(clients),
                            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                            "init_args": {"num_cpus": cpus}})
         finally:
@@ -627,11 +638,7 @@ def _simulation(job: _Job, clients: Sequence[Client],
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = pythonpath
-    if "result" not in out:
-        raise RuntimeError("the Flower simulation ended without a result from the ServerApp; see the log above")
-    module, log, accuracy = out["result"]
-    epsilon = job.strategy.epsilon(len(log)) if callable(getattr(job.strategy, "epsilon", None)) else None
-    return FederatedRun(fitted_copy(job.model, module), log, accuracy, time.perf_counter() - t0, epsilon)
+    return time.perf_counter() - t0
 
 
 def _write_rows(path: Path, client: Client) -> None:
