@@ -31,6 +31,7 @@ Speed goal (issue 10): FedAvg, 100 clients x 50 rounds of the small mnist1d mode
     python benchmarks/federated.py --flower              # in process vs Flower simulation -> results/federated-flower.json
     python benchmarks/federated.py --dp                  # DP-FedAvg accuracy vs epsilon -> results/federated-dp.json
     python benchmarks/federated.py --secure              # FedAvg with SecAgg+ vs in process -> results/federated-secagg.json
+    python benchmarks/federated.py --cycle               # the cycle's feedback on engine local vs flower -> results/federated-cycle.json
     python benchmarks/federated.py --quick               # 1 seed, alpha 0.1, 10 clients, 3 rounds
 """
 
@@ -219,6 +220,54 @@ def secure(args: argparse.Namespace) -> None:
     print(write("federated-secagg", payload))
 
 
+def cycle(args: argparse.Namespace) -> None:
+    """The cycle's feedback step from YAML on both engines: ``examples/feddf-flower.yaml`` with
+    ``engine: local`` and ``engine: flower``; per generation the large model's test accuracy per
+    domain, the largest weight difference between the two, and the report's rounds figures."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+    from safetensors.numpy import load_file
+
+    from crossfeed.config import config_from_dict
+    from crossfeed.experiments import run_experiment
+
+    example = Path(__file__).parents[1] / "examples" / "feddf-flower.yaml"
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in ("local", "flower"):
+            data = yaml.safe_load(example.read_text())
+            data["feedback"]["engine"] = engine
+            data["suite"]["kwargs"]["n_per_domain"] = args.cycle_rows
+            t = time.perf_counter()
+            result = run_experiment(config_from_dict(data), Path(tmp) / engine)
+            seconds = time.perf_counter() - t
+            cyc = result.cycles[0]
+            gens = []
+            for g in cyc.generations[1:]:
+                rounds = g.feedback.rounds
+                gens.append({"generation": g.generation, "large_accuracy": g.accuracy["large"],
+                             "engine": g.feedback.info.get("engine"), "rounds": len(rounds),
+                             "bytes_per_round": sum(r.bytes_sent for r in rounds) / len(rounds),
+                             "seconds_per_round": sum(r.seconds for r in rounds) / len(rounds),
+                             "feedback_seconds": g.feedback.wall_seconds,
+                             "forgetting": g.feedback.forgetting})
+            out[engine] = {"seconds": seconds, "generations": gens}
+            print(engine, json.dumps(gens)[:400], flush=True)
+        diffs = []
+        for g in range(1, len(out["local"]["generations"]) + 1):
+            a, b = (load_file(str(Path(tmp) / e / "seed-0" / f"gen-{g:03d}" / "large" / "model.safetensors"))
+                    for e in ("local", "flower"))
+            diffs.append(max(float(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)).max()) for k in a))
+    payload = {"benchmark": "federated-cycle", "machine": machine(), "command": "python benchmarks/federated.py --cycle",
+               "setting": f"examples/feddf-flower.yaml (mnist1d, n_per_domain {args.cycle_rows}, seed 0) run twice, "
+                          "feedback.engine local and flower (Flower Simulation Runtime, 1 CPU per client)",
+               "max_abs_weight_difference_per_generation": diffs, "runs": out}
+    print(write("federated-cycle", payload))
+
+
 def privacy(args: argparse.Namespace) -> None:
     """DP-FedAvg: accuracy against the privacy spent, fashion, alpha 1.0, 10 clients."""
     from crossfeed.feedback import DPFedAvg
@@ -268,6 +317,8 @@ def main() -> None:
     parser.add_argument("--flower", action="store_true", help="only in-process vs Flower simulation")
     parser.add_argument("--dp", action="store_true", help="only DP-FedAvg: accuracy against epsilon")
     parser.add_argument("--secure", action="store_true", help="only FedAvg with SecAgg+ vs in process")
+    parser.add_argument("--cycle", action="store_true", help="only the cycle's feedback step on both engines")
+    parser.add_argument("--cycle-rows", type=int, default=1000, help="--cycle: rows per mnist1d domain")
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.3, 1.0, 3.0])
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--flower-clients", type=int, default=10)
@@ -288,6 +339,9 @@ def main() -> None:
             return
         if args.secure:
             secure(args)
+            return
+        if args.cycle:
+            cycle(args)
             return
         if args.quick:
             args.seeds, args.alphas, args.clients, args.rounds, args.name = [0], [0.1], [10], 3, args.name + "-quick"

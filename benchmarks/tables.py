@@ -589,6 +589,24 @@ def federated(*names: str) -> str:
     return "\n".join(lines)
 
 
+def feddf_es(*names: str) -> str:
+    """FedDF with the probability teacher and early stopping on the server's labelled rows, beside
+    FedAvg and plain FedDF on the same runs (``benchmarks/federated.py --methods ...``)."""
+    files = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    m = files[0]["machine"]
+    lines = [f"`{f['command']}`: {f['seconds']:.0f} s, commit {f['machine'].get('commit')}" for f in files]
+    lines = ["; ".join(lines) + f"; {m['cpu']}, one core. Test accuracy %, median [min, max] over seeds "
+             f"{sorted({r['seed'] for f in files for r in f['runs']})}.", "",
+             "| setting | fedavg | feddf | feddf_es | feddf - fedavg (pts) | feddf_es - fedavg (pts) |",
+             "|---|---|---|---|---|---|"]
+    for f in files:
+        for key, cell in f["table"].items():
+            lines.append(f"| {key} | " + " | ".join(_pc(cell[x]["accuracy"]) for x in ("fedavg", "feddf", "feddf_es"))
+                         + f" | {_span(cell['feddf_minus_fedavg_points'], 1)} | "
+                         f"{_span(cell['feddf_es_minus_fedavg_points'], 1)} |")
+    return "\n".join(lines)
+
+
 def _args(settings: dict) -> str:
     return f"--suites {' '.join(settings['suites'])} --seeds {' '.join(map(str, settings['seeds']))}"
 
