@@ -1,4 +1,4 @@
-"""Architecture search with warm start across domains, on the mnist1d suite (leave one domain out).
+"""Architecture search with warm start across domains (leave one domain out), on mnist1d or fashion.
 
 For each seed, every one of the 5 domains gets a cold search: Optuna's TPE sampler (seeded) over
 ``ArchitectureSpace.default("cnn1d")`` (2-4 blocks of 8/16/32/64 channels, kernel 3/5/7, hidden
@@ -21,11 +21,16 @@ Defaults: 3 seeds, 20 trials per search, 2000 samples per domain (train 1000, va
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/nas.py   # writes results/nas-mnist1d.json and
                                                                 # results/nas-mnist1d-pareto.png (seed 0)
     python benchmarks/nas.py --quick                          # 1 seed, 400 per domain, 4 trials, 2 epochs
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/nas.py --suite fashion --architecture mlp
+                                                                # results/nas-fashion.json: the preset MLP
+                                                                # space (1-3 layers, width 32-256, dropout)
+                                                                # on the 784 pixels of each fashion domain
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -47,7 +52,7 @@ def test_accuracy(space: ArchitectureSpace, params: dict[str, Any], domain: Any,
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, SearchResult]]]:
-    suite = load_suite("mnist1d", seed=seed, n_per_domain=args.n_per_domain)
+    suite = load_suite(args.suite, seed=seed, n_per_domain=args.n_per_domain)
     space = ArchitectureSpace.default(args.architecture, epochs=args.epochs)
     cold: dict[str, SearchResult] = {}
     seconds: dict[str, float] = {}
@@ -136,6 +141,7 @@ def markdown_table(table: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="mnist1d", choices=["mnist1d", "fashion"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=20, help="trials per search (warm-start ones included)")
     parser.add_argument("--n-per-domain", type=int, default=2000)
@@ -156,10 +162,10 @@ def main() -> None:
         runs.append(run)
         plotted = plotted or searches
     table = summarise(runs)
-    name = "nas-mnist1d-quick" if args.quick else "nas-mnist1d"
-    command = "OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/nas.py" + (" --quick" if args.quick else "")
+    name = f"nas-{args.suite}" + ("-quick" if args.quick else "")
+    command = " ".join(["OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/nas.py", *sys.argv[1:]])
     payload = {
-        "benchmark": "nas", "suite": "mnist1d", "command": command, "seeds": args.seeds, "trials": args.trials,
+        "benchmark": "nas", "suite": args.suite, "architecture": args.architecture, "command": command, "seeds": args.seeds, "trials": args.trials,
         "n_per_domain": args.n_per_domain, "k": args.k, "goal": GOAL,
         "space": ArchitectureSpace.default(args.architecture, epochs=args.epochs).to_dict(),
         "sampler": "optuna TPESampler(seed=seed)", "machine": machine(),

@@ -45,7 +45,7 @@ def test_defaults_and_round_trip(tmp_path):
     ({"seeds": 3}, ValidationError, "config.seeds: expected a list"),
     ({"seeds": [0, 0]}, ValidationError, "distinct"),
     ({"generations": 0}, ValidationError, "at least 1"),
-    ({"experts": {"method": "copy"}}, ValidationError, "'distill' or 'finetune'"),
+    ({"experts": {"method": "copy"}}, ValidationError, "'distill', 'finetune' or 'search'"),
     ({"feedback": {"gate": "yes"}}, ValidationError, "expected true or false"),
     ([1, 2], ValidationError, "expected a mapping"),
 ])

@@ -84,6 +84,40 @@ class LargeConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """The architecture search of ``experts.method: search`` (:func:`crossfeed.spawn.search_architecture`).
+
+    Every generation searches each expert domain's architecture with Optuna's seeded TPE sampler
+    (``trials`` trials, each trained ``epochs`` epochs on the domain's training split and scored on
+    its validation split), the domains one after another, each search warm-started with the
+    ``warm_start`` best configurations of the domains searched before it
+    (:func:`crossfeed.spawn.warm_start_configs`; 0: cold starts). The best configuration is the
+    student the large model is then distilled into, as ``experts.method: distill`` does.
+    ``categorical`` / ``int_ranges``: the space (see :class:`crossfeed.spawn.ArchitectureSpace`);
+    both empty: the architecture's preset space (``ArchitectureSpace.default``).
+    """
+
+    architecture: str = "cnn1d"
+    trials: int = 10
+    warm_start: int = 3
+    categorical: dict[str, Any] = field(default_factory=dict)
+    int_ranges: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 5
+    lr: float = 3e-3
+    batch_size: int = 128
+
+    def space(self) -> Any:
+        """The :class:`crossfeed.spawn.ArchitectureSpace` searched."""
+        from crossfeed.spawn import ArchitectureSpace
+
+        settings = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
+        if not self.categorical and not self.int_ranges:
+            return ArchitectureSpace.default(self.architecture, **settings)
+        return ArchitectureSpace(self.architecture, categorical=self.categorical,
+                                 int_ranges={k: tuple(v) for k, v in self.int_ranges.items()}, **settings)
+
+
+@dataclass(frozen=True)
 class ExpertsConfig:
     """How each generation spawns its domain experts.
 
@@ -92,6 +126,9 @@ class ExpertsConfig:
     :func:`crossfeed.spawn.spawn_experts`) or ``"finetune"`` (a fine-tuned copy of the large
     model, same architecture: what weight merging needs; ``student`` and ``epochs`` are unused).
     ``domains``: the expert domains (default: every domain but the general one).
+    ``"search"``: as ``distill``, into a student whose architecture is searched per domain and
+    generation (``search``: :class:`SearchConfig`; ``student`` is unused); the trials land in the
+    lineage and the report plots each domain's accuracy-cost Pareto front.
     """
 
     method: str = "distill"
@@ -102,6 +139,7 @@ class ExpertsConfig:
     alpha: float = 0.9
     freeze: str = "none"
     domains: list[str] | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass(frozen=True)
@@ -391,8 +429,10 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"seeds must be a non-empty list of distinct integers; got {config.seeds}")
     if config.generations < 1:
         raise ValidationError(f"generations must be at least 1; got {config.generations}")
-    if config.experts.method not in ("distill", "finetune"):
-        raise ValidationError(f"experts.method must be 'distill' or 'finetune'; got {config.experts.method!r}")
+    if config.experts.method not in ("distill", "finetune", "search"):
+        raise ValidationError(f"experts.method must be 'distill', 'finetune' or 'search'; got {config.experts.method!r}")
+    if config.experts.method == "search":
+        _check_search(config.experts.search)
     if config.large.optimizer not in ("adamw", "adam", "sgd"):
         raise ValidationError(f"large.optimizer must be 'adamw', 'adam' or 'sgd'; got {config.large.optimizer!r}")
     if config.large.train_on not in ("general", "pooled"):
@@ -428,6 +468,20 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"feedback.threads must be >= 1 or null; got {f.threads}")
     if f.engine not in FEEDBACK_ENGINES:
         raise ValidationError(f"feedback.engine must be one of {', '.join(FEEDBACK_ENGINES)}; got {f.engine!r}")
+
+
+def _check_search(c: SearchConfig) -> None:
+    if c.trials < 1:
+        raise ValidationError(f"experts.search.trials must be >= 1; got {c.trials}")
+    if c.warm_start < 0:
+        raise ValidationError(f"experts.search.warm_start must be >= 0 (0: cold starts); got {c.warm_start}")
+    for name, bounds in c.int_ranges.items():
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise ValidationError(f"experts.search.int_ranges.{name} must be [low, high]; got {bounds!r}")
+    try:
+        c.space()
+    except ValidationError as exc:
+        raise ValidationError(f"experts.search: {exc}") from None
 
 
 def _check_gate(g: GateConfig) -> None:

@@ -40,7 +40,7 @@ import numpy as np
 from crossfeed._progress import Progress, SilentProgress
 from crossfeed._validation import check_int
 from crossfeed.combine import compose_experts
-from crossfeed.config import ExperimentConfig, config_from_dict, config_to_dict
+from crossfeed.config import ExperimentConfig, ExpertsConfig, config_from_dict, config_to_dict
 from crossfeed.cycle._checkpoint import (
     RUN_FILE,
     finished_generations,
@@ -59,7 +59,7 @@ from crossfeed.evaluate import domain_accuracy, prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, ModelFileError, ValidationError
 from crossfeed.feedback import FeedbackReport, RoundsEngine, TrainSettings, absorb
 from crossfeed.models import TorchClassifier, load_model
-from crossfeed.spawn import finetune, spawn_experts
+from crossfeed.spawn import SearchResult, finetune, search_architecture, spawn_experts, warm_start_configs
 
 __all__ = ["CycleResult", "GenerationResult", "field_batches", "load_cycle", "reproduce_generation", "run_cycle"]
 
@@ -242,6 +242,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
         data.pop(key)
     if not data["gate"].get("compose"):
         data["gate"].pop("compose", None)  # runs written before the option existed keep their fingerprint
+    if data["experts"]["method"] != "search":
+        data["experts"].pop("search")  # likewise: only a searching run depends on the search's settings
     if data["feedback"].get("engine") == "local":
         data["feedback"].pop("engine")  # likewise: the default engine leaves old fingerprints as they were
     return {"config": data, "seed": seed}
@@ -298,9 +300,12 @@ def _train_generation(
     t0 = time.perf_counter()
     progress.stage(f"generation {g}: spawning {len(expert_domains)} experts")
     e = config.experts
+    searched: dict[str, Any] = {}
     if e.method == "finetune":
         experts = {name: finetune(large, suite[name], freeze=e.freeze, epochs=e.finetune_epochs, random_state=spawn_seed + i)
                    for i, name in enumerate(expert_domains)}
+    elif e.method == "search":
+        experts, searched = _searched_experts(e, suite, large, expert_domains, spawn_seed, progress)
     else:
         experts = spawn_experts(large, suite, student=e.student, temperature=e.temperature, alpha=e.alpha,
                                 epochs=e.epochs, finetune_epochs=e.finetune_epochs, freeze=e.freeze,
@@ -319,7 +324,31 @@ def _train_generation(
         _, compare[c.strategy] = absorb(large, experts, suite, c.strategy, settings, params=c.kwargs,
                                         keep_weaker_experts=f.keep_weaker_experts)
         seconds[f"compare:{c.strategy}"] = compare[c.strategy].wall_seconds
-    return new, experts, report, compare, seconds
+    return new, experts, report, compare, seconds, searched
+
+
+def _searched_experts(e: ExpertsConfig, suite: DomainSuite, large: TorchClassifier, domains: list[str], seed: int,
+                      progress: Progress) -> tuple[dict[str, TorchClassifier], dict[str, Any]]:
+    """``experts.method: search``: per domain, in order, an architecture search warm-started from the
+    domains searched before it, then the large model distilled into the best configuration."""
+    space, c = e.search.space(), e.search
+    results: list[SearchResult] = []
+    experts: dict[str, TorchClassifier] = {}
+    searched: dict[str, Any] = {}
+    for i, name in enumerate(domains):
+        progress.stage(f"searching the architecture of {name}'s expert ({c.trials} trials)")
+        warm = warm_start_configs(results, k=c.warm_start) if c.warm_start and results else []
+        result = search_architecture(space, suite[name], n_trials=c.trials, seed=seed + i, warm_start=warm)
+        results.append(result)
+        best = result.best
+        student = space.estimator(best["params"], random_state=seed + i).set_params(epochs=e.epochs)
+        experts.update(spawn_experts(large, suite, student=student, temperature=e.temperature, alpha=e.alpha,
+                                     finetune_epochs=e.finetune_epochs, freeze=e.freeze, domains=[name],
+                                     random_state=seed + i))
+        searched[name] = {"best": dict(best["params"]), "val_accuracy": best["accuracy"],
+                          "flops_per_sample": best["flops_per_sample"], "warm_start": [dict(w) for w in warm],
+                          "trials": result.to_dict()["trials"]}
+    return experts, searched
 
 
 def _engine(name: str) -> RoundsEngine | None:
@@ -339,7 +368,8 @@ def _generation(
     expert_domains = _expert_domains(candidates, field, g)
     old_ref = state.large
     large = state.model(old_ref)
-    new, experts, report, compare, seconds = _train_generation(config, suite, g, large, expert_domains, seed, progress)
+    new, experts, report, compare, seconds, searched = _train_generation(config, suite, g, large, expert_domains,
+                                                                          seed, progress)
 
     t0 = time.perf_counter()
     new_ref = ServedRef(f"large g{g}", f"gen-{g:03d}/large")
@@ -383,7 +413,8 @@ def _generation(
         "config_sha256": config_sha256(fingerprint),
         "parent": {**old_ref.to_dict(), "sha256": weights_sha256(large)},
         "strategy": config.feedback.strategy, "kwargs": dict(config.feedback.kwargs),
-        "experts": {"method": config.experts.method, "student": config.experts.student, "domains": expert_domains},
+        "experts": {"method": config.experts.method, "student": config.experts.student, "domains": expert_domains,
+                    **({"search": searched} if searched else {})},
         "field": field,
         "candidate": {**new_ref.to_dict(), "sha256": new_sha},
         "large": {**state.large.to_dict(), "sha256": new_sha if kept is new else weights_sha256(kept)},

@@ -7,7 +7,9 @@
 - the served accuracy of each domain over generations (what users get: the model the gate chose
   for the domain), median over seeds with the min-max band, the large model dashed beside it;
 - tables of the same numbers, of each feedback step (strategy, forgetting, seconds; for a rounds
-  strategy its engine, rounds, bytes and seconds per round, dropped clients; gate), of
+  strategy its engine, rounds, bytes and seconds per round, dropped clients; gate), of the
+  architecture search of each expert (``experts.method: search``: best configuration, its
+  accuracy and FLOPs, and a Pareto plot per generation), of
   every gate decision (candidate, reference, gate accuracies, p-values, chosen) and of the lineage
   of every generation (parent, strategy, experts, field data with hashes, weights hash).
 """
@@ -29,6 +31,8 @@ from crossfeed.report._markup import (
     png_bytes,
     pyplot,
 )
+from crossfeed.report._search_report import pareto_png
+from crossfeed.spawn import SearchResult
 
 
 def accuracy_matrix(cycle: CycleResult) -> tuple[list[str], np.ndarray]:
@@ -213,6 +217,11 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
                            ["generation", "purpose", "domain", "candidate", "reference", "candidate %", "reference %",
                             "difference, points [interval at the gate's confidence]", "p", "p adjusted", "passed",
                             "chosen"], decisions))
+        search = search_rows(cycle)
+        if search:
+            tables.append((f"Architecture search of the experts (seed {cycle.seed}; accuracy % on each domain's "
+                           "validation split)", ["generation", "domain", "best configuration", "accuracy %",
+                                                 "FLOPs / sample", "trials", "warm-started with"], search))
         lineage = lineage_rows(cycle)
         if lineage:
             tables.append((f"Lineage (seed {cycle.seed})",
@@ -220,10 +229,30 @@ def _tables(result: ExperimentResult) -> list[tuple[str, list[str], list[list[st
     return tables
 
 
+def searches(cycle: CycleResult) -> dict[int, dict[str, SearchResult]]:
+    """Generation -> domain -> the architecture search of its expert (``experts.method: search``)."""
+    return {g.generation: {d: SearchResult.from_dict(v) for d, v in g.lineage["experts"]["search"].items()}
+            for g in cycle.generations if g.lineage.get("experts", {}).get("search")}
+
+
+def search_rows(cycle: CycleResult) -> list[list[str]]:
+    """One row per generation and searched domain: the best configuration and what it cost."""
+    rows = []
+    for g in cycle.generations:
+        for d, v in g.lineage.get("experts", {}).get("search", {}).items():
+            rows.append([f"g{g.generation}", d, ", ".join(f"{k}={x}" for k, x in sorted(v["best"].items())),
+                         _pct(v["val_accuracy"]), f"{v['flops_per_sample']:,.0f}", str(len(v["trials"])),
+                         f"{len(v['warm_start'])} configurations" if v["warm_start"] else "cold start"])
+    return rows
+
+
 def cycle_images(result: ExperimentResult) -> dict[str, bytes]:
     """The report's images of a run's cycles: file name -> PNG."""
     summary = result.summary()
     images: dict[str, bytes] = {f"heatmap_seed{c.seed}.png": heatmap_png(c) for c in result.cycles}
+    for c in result.cycles:  # the accuracy-cost front of every searched domain, per generation
+        for g, by_domain in searches(c).items():
+            images[f"search_seed{c.seed}_g{g}.png"] = pareto_png(by_domain)
     if len(result.cycles[0].generations) > 1:
         images["served.png"] = served_png(result)
     if summary["absorption_last_generation"]:
