@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from crossfeed.config import RLExperimentConfig
 from crossfeed.data import check_suite_kwargs
 from crossfeed.exceptions import CrossfeedError, ValidationError
 from crossfeed.experiments import load_config, load_experiment, run_demo, run_experiment
@@ -202,6 +203,9 @@ def run(
     """
     try:
         cfg = load_config(config)
+        if isinstance(cfg, RLExperimentConfig):
+            _run_rl(cfg, out if out is not None else Path("runs") / cfg.name, device, until)
+            return
         if device is not None:
             cfg = dataclasses.replace(cfg, device=device)
         folder = out if out is not None else Path("runs") / cfg.name
@@ -243,6 +247,29 @@ def run(
         console.print(table)
     console.print(f"done in {result.seconds} s; wrote {folder / 'results.json'}, {folder / 'report.md'}, "
                   f"{folder / 'report.html'}")
+
+
+def _run_rl(cfg: RLExperimentConfig, folder: Path, device: str | None, until: int | None) -> None:
+    """``crossfeed run`` of a ``kind: rl`` config: the RL cycle for every seed, then the returns table."""
+    from crossfeed.experiments import run_rl_experiment
+
+    if device not in (None, "cpu") or until is not None:
+        raise ValidationError("an RL experiment (kind: rl) runs on the CPU from generation 0 to its last; "
+                              "drop --device and --until")
+    _check_out_folder(folder, "--out")
+    result = run_rl_experiment(cfg, folder, progress=lambda line: console.log(line))
+    last = list(result["summary"])[-1]
+    rows = result["summary"][last]
+    variants = list(next(iter(rows.values())))
+    held_out = set(result["seeds"][0]["held_out"])
+    table = Table(title=f"{cfg.name}: mean return per variant, {last}, median over {len(cfg.seeds)} seed(s)")
+    table.add_column("policy")
+    for v in variants:
+        table.add_column(f"{v} (held out)" if v in held_out else v, justify="right")
+    for policy, returns in rows.items():
+        table.add_row(policy, *(f"{returns[v]['median']:.1f}" for v in variants))
+    console.print(table)
+    console.print(f"wrote {folder / 'rl-results.json'} and seed-<s>/rl-report.md under {folder}")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from crossfeed.config._config import (
     load_config,
     save_config,
 )
+from crossfeed.config._rl import RLExperimentConfig, rl_config_from_dict
 
 __all__ = [
     "ExperimentConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "GATE_TESTS",
     "GateConfig",
     "LargeConfig",
+    "RLExperimentConfig",
     "SearchConfig",
     "StrategyConfig",
     "SuiteConfig",
@@ -38,5 +40,6 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "rl_config_from_dict",
     "save_config",
 ]

@@ -270,8 +270,10 @@ class ExperimentConfig:
         _check_values(self)
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def load_config(path: str | Path) -> ExperimentConfig | Any:
     """Read a YAML experiment config; every mistake is an error naming the key and the fix.
+
+    A config with ``kind: rl`` is an RL experiment (:class:`~crossfeed.config.RLExperimentConfig`).
 
     Example
     -------
@@ -288,6 +290,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ValidationError(f"{path} is not valid YAML: {exc}") from exc
     if data is None:
         data = {}
+    if isinstance(data, dict) and data.get("kind") == "rl":
+        from crossfeed.config._rl import rl_config_from_dict
+
+        return rl_config_from_dict(data, source=str(path))
     return config_from_dict(data, source=str(path))
 
 

@@ -15,6 +15,7 @@ from crossfeed.config import (
 )
 from crossfeed.cycle import ExperimentResult
 from crossfeed.experiments._demo import run_demo
+from crossfeed.experiments._rl import run_rl_experiment
 from crossfeed.experiments._runner import load_experiment, run_experiment
 from crossfeed.report import DemoResult
 
@@ -35,5 +36,6 @@ __all__ = [
     "load_experiment",
     "run_demo",
     "run_experiment",
+    "run_rl_experiment",
     "save_config",
 ]
