@@ -74,7 +74,9 @@ def over_messages(tmp_path, strategy, init, clients, *, drop=(), timeout_s=None,
 
 
 @pytest.mark.parametrize("make", [lambda: FedAvg(rounds=2), lambda: FedProx(rounds=2, mu=0.1),
-                                  lambda: FedDF(rounds=2, server_epochs=2)], ids=["fedavg", "fedprox", "feddf"])
+                                  lambda: FedDF(rounds=2, server_epochs=2),
+                                  lambda: FedDF(rounds=2, server_epochs=2, fraction=0.67, teacher="probabilities")],
+                         ids=["fedavg", "fedprox", "feddf", "feddf-sampled"])
 def test_weight_strategies_over_messages_give_simulates_model_and_only_weights_reach_the_server(
         data, tmp_path, task_identity, make):
     kw = {"server_X": data["server_X"], "test": data["test"]}
@@ -86,7 +88,7 @@ def test_weight_strategies_over_messages_give_simulates_model_and_only_weights_r
         [(r.round, r.clients, r.bytes_sent, r.kept_previous) for r in ref.rounds]
     keys = list(data["init"].module_.state_dict())
     assert [(r, c, rec, k) for r, c, rec, k, _ in received] == \
-        [(r, c.name, "reply", k) for r in (1, 2) for c in data["clients"] for k in keys]
+        [(r.round, c, "reply", k) for r in ref.rounds for c in r.clients for k in keys]
     assert not any(holds_rows(a, c.X) for *_, a in received for c in data["clients"])
     assert all(keys_ >= {"config", "start", "rows"} and "public" not in keys_ for *_, keys_ in grid.sent)
 

@@ -138,6 +138,8 @@ def test_bad_input_gets_clear_errors(data):
     for strategy in (FedDF(rounds=1), DPFedAvg(rounds=1)):
         with pytest.raises(ValidationError, match="fedavg and fedprox"):
             run_secure(strategy, init, clients)
+    with pytest.raises(ValidationError, match="every client every round"):
+        run_secure(FedAvg(rounds=1, fraction=0.5), init, clients)
     with pytest.raises(ValidationError, match="at least 3 clients"):
         run_secure(FedAvg(rounds=1), init, clients[:2])
     with pytest.raises(ValidationError, match="num_shares must be at least 3"):

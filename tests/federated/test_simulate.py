@@ -81,6 +81,22 @@ def test_feddf_server_distillation_moves_the_global_model_to_the_clients_ensembl
     assert kl["feddf"] < 0.5 * kl["fedavg"], kl
 
 
+def test_a_fraction_of_the_clients_trains_each_round_seeded_and_the_rest_sends_nothing(data):
+    run = simulate(FedAvg(rounds=4, fraction=0.5), data["init"], data["clients"], settings=SETTINGS)
+    cohorts = [r.clients for r in run.rounds]
+    assert all(len(c) == 2 for c in cohorts) and len(set(cohorts)) > 1  # 2 of 4 clients, not always the same
+    again = simulate(FedAvg(rounds=4, fraction=0.5), data["init"], data["clients"], settings=SETTINGS)
+    assert [r.clients for r in again.rounds] == cohorts and torch.equal(weights(again.model), weights(run.model))
+    full = simulate(FedAvg(rounds=4), data["init"], data["clients"], settings=SETTINGS)
+    assert all(len(r.clients) == 4 for r in full.rounds)
+    assert run.rounds[0].bytes_sent * 2 == full.rounds[0].bytes_sent
+    assert not torch.equal(weights(full.model), weights(run.model))
+    # FedDF draws its cohort the same way
+    df = simulate(FedDF(rounds=4, fraction=0.5), data["init"], data["clients"], settings=SETTINGS,
+                  server_X=data["server_X"])
+    assert [r.clients for r in df.rounds] == cohorts
+
+
 def test_feddf_needs_transfer_rows(data):
     with pytest.raises(EmptyDataError, match="transfer"):
         simulate(FedDF(rounds=1), data["init"], data["clients"], settings=SETTINGS)

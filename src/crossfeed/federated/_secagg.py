@@ -367,6 +367,9 @@ def _secure_job(strategy: Any, model: TorchClassifier, clients: Sequence[Client]
             f"secure aggregation runs fedavg and fedprox: the server sees only the sum of the updates; got "
             f"{getattr(strategy, 'name', type(strategy).__name__)!r}, whose server needs each client's network or "
             "update (FedDF distils their ensemble, DP-FedAvg clips each update). Use run_flower or simulate")
+    if strategy.fraction < 1.0:
+        raise ValidationError(f"run_secure trains every client every round (SecAgg+ masks over the whole "
+                              f"cohort); got fraction={strategy.fraction}. Use fraction=1.0, or run_flower / simulate")
     registered = STRATEGIES.get(strategy.name)
     if not isinstance(strategy, registered):
         raise ValidationError(f"the ClientApp rebuilds the strategy from its registered name {strategy.name!r}; "

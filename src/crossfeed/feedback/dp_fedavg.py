@@ -84,6 +84,8 @@ class DPFedAvg(FedAvg):
     noise_multiplier : float >= 0, the noise's standard deviation in units of ``clip_norm``
         (0: clipping only, no privacy guarantee).
     delta : float in (0, 1), the ``delta`` at which :meth:`epsilon` is reported.
+    fraction : share of the clients sampled each round (see :class:`FedAvg`); the epsilon
+        reported does not count the amplification that sampling brings (it stays an upper bound).
 
     Attributes (after a run)
     ------------------------
@@ -98,8 +100,9 @@ class DPFedAvg(FedAvg):
     }
 
     def __init__(self, rounds: int = 5, clip_norm: float = 1.0, noise_multiplier: float = 1.0,
-                 delta: float = 1e-5) -> None:
+                 delta: float = 1e-5, fraction: float = 1.0) -> None:
         self.rounds = rounds
+        self.fraction = fraction
         self.clip_norm = clip_norm
         self.noise_multiplier = noise_multiplier
         self.delta = delta

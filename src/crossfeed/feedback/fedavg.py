@@ -10,8 +10,10 @@ client the global network, ``aggregate`` is :func:`~crossfeed.feedback.average_w
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 from torch import nn
 
 from crossfeed.feedback._base import register
@@ -39,15 +41,39 @@ class FedAvg(RoundsStrategy):
     ----------
     rounds : int >= 1, communication rounds; each client trains ``settings.epochs`` local
         epochs per round.
+    fraction : float in (0, 1], the share of the clients that train each round (McMahan et al.'s
+        C): ``max(1, round(fraction * n))`` clients drawn without replacement, seeded by the step's
+        seed and the round, the same on every engine. 1 (default): every client, every round.
 
     Reports ``rounds`` (per round: clients, failures, seconds, bytes sent) in the feedback report.
     """
 
     data_free = False  # clients train on their own labels, locally
-    params: ClassVar[dict[str, Param]] = {**RoundsStrategy.params}
+    params: ClassVar[dict[str, Param]] = {
+        **RoundsStrategy.params,
+        "fraction": Param(float, low=0.0, high=1.0, low_open=True, help="share of the clients sampled each round"),
+    }
 
-    def __init__(self, rounds: int = 5) -> None:
+    def __init__(self, rounds: int = 5, fraction: float = 1.0) -> None:
         self.rounds = rounds
+        self.fraction = fraction
+
+    def sampled(self, r: int, seed: int, clients: Sequence[Any]) -> list[Any]:
+        """Round ``r``'s clients: all of them, or ``max(1, round(fraction * n))`` drawn without
+        replacement from ``seed`` and ``r`` (kept in their given order).
+
+        Example
+        -------
+        >>> FedAvg(fraction=0.5).sampled(1, 0, ["a", "b", "c", "d"])
+        ['b', 'c']
+        >>> FedAvg().sampled(1, 0, ["a", "b"])
+        ['a', 'b']
+        """
+        if self.fraction >= 1.0:
+            return list(clients)
+        k = max(1, int(round(self.fraction * len(clients))))
+        chosen = np.random.default_rng([int(seed), int(r), 7]).choice(len(clients), size=k, replace=False)
+        return [clients[i] for i in sorted(chosen)]
 
     def client_hooks(self, global_module: nn.Module) -> list[TrainingHook]:
         """Hooks every client trains with (none for FedAvg; FedProx adds its proximal term)."""
@@ -55,7 +81,7 @@ class FedAvg(RoundsStrategy):
 
     def local_tasks(self, round: int, state: RoundState) -> list[LocalTask]:
         return [LocalTask(name, X, y, weight=len(y), hooks=self.client_hooks(state.module))
-                for name, X, y in client_data(state.ctx)]
+                for name, X, y in self.sampled(round, state.ctx.settings.seed, client_data(state.ctx))]
 
     def aggregate(self, round: int, start: nn.Module, updates: list[LocalUpdate],
                   failures: list[Failure]) -> nn.Module | None:

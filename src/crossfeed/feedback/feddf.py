@@ -193,6 +193,7 @@ class FedDF(FedAvg):
     early_stopping : keep the server epoch most accurate on the server's labelled validation rows
         (epoch 0, the averaged network, included); needs them: the general domain's validation
         split in the cycle, ``server_val`` in :func:`crossfeed.federated.simulate`.
+    fraction : share of the clients sampled each round (see :class:`FedAvg`).
 
     Reports ``rounds`` like FedAvg.
     """
@@ -209,8 +210,9 @@ class FedDF(FedAvg):
 
     def __init__(self, rounds: int = 5, server_epochs: int = 2, temperature: float = 1.0,
                  transfer: str = "general", client_models: str = "large", teacher: str = "logits",
-                 early_stopping: bool = False) -> None:
+                 early_stopping: bool = False, fraction: float = 1.0) -> None:
         self.rounds = rounds
+        self.fraction = fraction
         self.server_epochs = server_epochs
         self.temperature = temperature
         self.transfer = transfer
@@ -257,7 +259,7 @@ class FedDF(FedAvg):
         own = architecture_key(state.module)
         self._prototypes[own] = state.module
         tasks = []
-        for name, X, y in client_data(ctx):
+        for name, X, y in self.sampled(round, ctx.settings.seed, client_data(ctx)):
             key = self._client_arch.get(name, own)
             tasks.append(LocalTask(name, X, y, weight=len(y), start=self._prototypes[key],
                                    hooks=self.client_hooks(self._prototypes[key])))

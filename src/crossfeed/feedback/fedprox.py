@@ -65,13 +65,15 @@ class FedProx(FedAvg):
     ----------
     rounds : int >= 1, communication rounds.
     mu : float >= 0, strength of the proximal term (0 is FedAvg).
+    fraction : share of the clients sampled each round (see :class:`FedAvg`).
     """
 
     params: ClassVar[dict[str, Param]] = {**FedAvg.params, "mu": Param(float, low=0.0, help="proximal strength")}
 
-    def __init__(self, rounds: int = 5, mu: float = 0.01) -> None:
+    def __init__(self, rounds: int = 5, mu: float = 0.01, fraction: float = 1.0) -> None:
         self.rounds = rounds
         self.mu = mu
+        self.fraction = fraction
 
     def client_hooks(self, global_module: nn.Module) -> list[TrainingHook]:
         return [ProximalHook(global_module, float(self.mu))]
