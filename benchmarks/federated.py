@@ -164,10 +164,9 @@ def speed(args: argparse.Namespace) -> None:
     print(write("federated-speed", payload))
 
 
-def flower(args: argparse.Namespace) -> None:
-    """The same FedAvg run in process and in Flower's Simulation Runtime (Ray): seconds and weights."""
-    from crossfeed.federated import run_flower
-
+def in_process_fedavg(args: argparse.Namespace) -> tuple:
+    """The engines' comparison run: FedAvg on mnist1d (alpha 1.0), in process; its clients, initial
+    model, settings and test rows for the same run on another engine."""
     data = rows("mnist1d", 0)
     parts = dirichlet_partition(data["y"], args.flower_clients, 1.0, seed=0, min_samples=10)
     clients = clients_from_parts(data["X"], data["y"], parts)
@@ -175,11 +174,24 @@ def flower(args: argparse.Namespace) -> None:
     settings = TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, seed=0, threads=1)
     test = (data["X_test"], data["y_test"])
     local = simulate(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, test=test)
+    return clients, init, settings, test, local
+
+
+def max_weight_difference(a: Any, b: Any) -> float:
+    """The largest absolute difference between two runs' final weights."""
+    return max(float((x - y).abs().max()) for x, y in
+               zip(a.model.module_.state_dict().values(), b.model.module_.state_dict().values()))
+
+
+def flower(args: argparse.Namespace) -> None:
+    """The same FedAvg run in process and in Flower's Simulation Runtime (Ray): seconds and weights."""
+    from crossfeed.federated import run_flower
+
+    clients, init, settings, test, local = in_process_fedavg(args)
     t = time.perf_counter()
     ray = run_flower(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, test=test)
     wall = time.perf_counter() - t
-    diff = max(float((a - b).abs().max()) for a, b in
-               zip(local.model.module_.state_dict().values(), ray.model.module_.state_dict().values()))
+    diff = max_weight_difference(local, ray)
     in_rounds = sum(r.seconds for r in ray.rounds)
     payload = {"benchmark": "federated-flower", "machine": machine(), "command": "python benchmarks/federated.py --flower",
                "setting": f"FedAvg, mnist1d, mlp {HIDDEN['mnist1d']}, {args.flower_clients} clients (alpha 1.0), "
@@ -196,19 +208,12 @@ def secure(args: argparse.Namespace) -> None:
     """FedAvg with SecAgg+ (Flower's legacy workflow, Simulation Runtime) against FedAvg in process."""
     from crossfeed.federated import SecAggPlus, run_secure
 
-    data = rows("mnist1d", 0)
-    parts = dirichlet_partition(data["y"], args.flower_clients, 1.0, seed=0, min_samples=10)
-    clients = clients_from_parts(data["X"], data["y"], parts)
-    init = initial("mnist1d", data, 0)
-    settings = TrainSettings(epochs=1, lr=args.lr, batch_size=args.batch_size, seed=0, threads=1)
-    test = (data["X_test"], data["y_test"])
-    local = simulate(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, test=test)
+    clients, init, settings, test, local = in_process_fedavg(args)
     protocol = SecAggPlus()
     t = time.perf_counter()
     run = run_secure(FedAvg(rounds=args.flower_rounds), init, clients, settings=settings, secure=protocol, test=test)
     wall = time.perf_counter() - t
-    diff = max(float((a - b).abs().max()) for a, b in
-               zip(local.model.module_.state_dict().values(), run.model.module_.state_dict().values()))
+    diff = max_weight_difference(local, run)
     payload = {"benchmark": "federated-secagg", "machine": machine(), "command": "python benchmarks/federated.py --secure",
                "setting": f"FedAvg, mnist1d, mlp {HIDDEN['mnist1d']}, {args.flower_clients} clients (alpha 1.0), "
                           f"{args.flower_rounds} rounds, 1 local epoch; SecAgg+ {protocol} through Flower's legacy "

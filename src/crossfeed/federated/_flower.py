@@ -83,7 +83,6 @@ from crossfeed.feedback import (
     RoundsStrategy,
     RoundState,
     TrainSettings,
-    checked_aggregate,
     run_rounds,
     screen_update,
 )
@@ -267,103 +266,122 @@ def _wait_for_nodes(grid: Any, names: list[str], wait_s: float) -> dict[str, int
 
 def _serve(grid: Any, job: _Job, record: Callable[[int, str, str, str, np.ndarray], None] | None = None
            ) -> tuple[nn.Module, list[RoundLog], list[float]]:
-    """The ServerApp's main loop: ``strategy.rounds`` rounds over the Grid; return the final network,
-    the log and the test accuracy per round. ``record(round, client, record, key, array)`` sees every
-    array the server receives (for audits)."""
-    flwr = _flwr()
-    strategy, model, settings = job.strategy, job.model, job.settings
+    """The ServerApp's main loop: the rounds driver (:func:`~crossfeed.feedback.run_rounds`) with
+    Flower messages as its exchange; return the final network, the log and the test accuracy per
+    round. ``record(round, client, record, key, array)`` sees every array the server receives (for audits)."""
+    model = job.model
     classes = model.classes_
     node_of = _wait_for_nodes(grid, job.names, job.node_wait_s)
     shells = [_Shell(n, np.zeros((0, *job.sample_shape), np.float32), np.zeros(0, dtype=_plain(classes).dtype))
               for n in job.names]
     suite = _suite(shells, classes, job.server_X, job.server_y, job.server_val)
-    ctx = FeedbackContext(large=model, experts={n: None for n in job.names}, suite=suite, settings=settings)
-    state = RoundState(ctx, copy.deepcopy(model.module_).cpu())
-    arch = _architecture(model)
-    shared = type(strategy).reply is not RoundsStrategy.reply  # its reply reads per-run state: share the rows
-    own: set[str] = set()  # persistent clients that hold a network of their own
-    acked: set[str] = set()  # clients that hold the shared rows
-    log: list[RoundLog] = []
+    ctx = FeedbackContext(large=model, experts={n: None for n in job.names}, suite=suite, settings=job.settings)
     accuracy: list[float] = []
-    for r in range(1, strategy.rounds + 1):
-        t0 = time.perf_counter()
-        tasks = strategy.local_tasks(r, state)
-        if not tasks:
-            logger.info("round %d: no tasks; stopping", r)
-            break
+
+    def evaluate(r: int, module: nn.Module) -> None:
+        if job.test is not None:
+            accuracy.append(float(fitted_copy(model, copy.deepcopy(module)).score(*job.test)))
+
+    exchange = _MessageExchange(grid, job, node_of, record)
+    module, log = run_rounds(job.strategy, ctx, model.module_, timeout_s=job.timeout_s, on_round=evaluate,
+                             exchange=exchange)
+    return module, log, accuracy
+
+
+class _MessageExchange:
+    """The rounds driver's :data:`~crossfeed.feedback.Exchange` over a Flower Grid: one TRAIN
+    message per task (see the module docstring for what it holds), the replies screened as
+    :func:`~crossfeed.feedback.train_here` screens its updates."""
+
+    def __init__(self, grid: Any, job: _Job, node_of: Mapping[str, int],
+                 record: Callable[[int, str, str, str, np.ndarray], None] | None) -> None:
+        self.grid, self.job, self.node_of, self.record = grid, job, node_of, record
+        self.arch = _architecture(job.model)
+        strategy = job.strategy
+        self.shared = type(strategy).reply is not RoundsStrategy.reply  # its reply reads per-run state: share the rows
+        self.own: set[str] = set()  # persistent clients that hold a network of their own
+        self.acked: set[str] = set()  # clients that hold the shared rows
+
+    def __call__(self, strategy: RoundsStrategy, r: int, tasks: Sequence[LocalTask], state: RoundState,
+                 timeout_s: float | None) -> tuple[list[LocalUpdate], list[Failure]]:
         if len({t.client for t in tasks}) != len(tasks):
             raise ValidationError(f"{strategy.name}: round {r} has several tasks for one client; run_flower sends "
                                   "one message per client and round")
         messages, starts = [], []
         for i, task in enumerate(tasks):
-            if task.client not in node_of:
-                raise ValidationError(f"{strategy.name}: a task for {task.client!r}, which is no client of this run")
-            if strategy.persistent_clients and task.start is None:
-                start = None if task.client in own else (strategy.client_start(ctx, task.client) or state.module)
-            else:
-                start = task.start if task.start is not None else state.module
-            if start is not None and _shapes(start) != _shapes(model.module_):
-                raise ValidationError(f"{strategy.name}: the start network of {task.client!r} is not the model's "
-                                      "architecture; a ClientApp rebuilds only that one")
+            start = self._start(strategy, task, state)
             starts.append(start if start is not None else state.module)
-            content = flwr.app.RecordDict()
-            content["config"] = flwr.app.ConfigRecord({
-                "round": r, "seed-offset": 1000 * r + i, "client": task.client, "strategy": strategy.name,
-                "params": json.dumps(_jsonable(strategy.get_params(), "strategy parameters")),
-                "settings": json.dumps(settings.to_dict()),
-                "task-settings": "" if task.settings is None else json.dumps(task.settings.to_dict()),
-                "architecture": json.dumps(arch)})
-            if start is not None:
-                content["start"] = _records(_state(start))
-            rows = {"X": np.asarray(task.X, dtype=np.float32).reshape(len(task.X), arch["n_features"]), "y": _plain(task.y),
-                    "classes": _plain(classes)}
-            if task.soft_targets is not None:
-                rows["soft"] = np.asarray(task.soft_targets, dtype=np.float32)
-            content["rows"] = _records(rows)
-            if shared and task.client not in acked and job.server_X is not None:
-                content["public"] = _records({"X": job.server_X.reshape(len(job.server_X), arch["n_features"])})
-            messages.append(flwr.app.Message(content, node_of[task.client], flwr.app.MessageType.TRAIN,
-                                             group_id=str(r)))
-        replies = {m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=job.timeout_s)}
+            messages.append(self._message(strategy, r, i, task, start))
+        replies = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(messages, timeout=timeout_s)}
         updates, failures = [], []
         for task, start in zip(tasks, starts):
-            reply = replies.get(node_of[task.client])
+            reply = replies.get(self.node_of[task.client])
             if reply is None:
-                failures.append(Failure(task.client, "no reply" if job.timeout_s is None else
-                                        f"timed out: no reply within {job.timeout_s} s"))
+                failures.append(Failure(task.client, "no reply" if timeout_s is None else
+                                        f"timed out: no reply within {timeout_s} s"))
                 continue
-            acked.add(task.client)
+            self.acked.add(task.client)
             if reply.has_error():
                 failures.append(Failure(task.client, reply.error.reason or "the client replied with an error"))
                 continue
-            arrays = {}
-            for name, rec in reply.content.array_records.items():
-                for key, value in rec.items():
-                    a = value.numpy()
-                    if record is not None:
-                        record(r, task.client, name, key, a)
-                    if name == "reply":
-                        arrays[key] = torch.from_numpy(np.array(a))
-            metrics = reply.content["metrics"]
-            seconds, n = float(metrics["seconds"]), int(metrics["num-examples"])
-            sent = sum(a.numel() * a.element_size() for a in arrays.values())
-            update = LocalUpdate(task.client, _with_state(start, arrays), float(n), n, seconds, sent, arrays)
-            failure = screen_update(update, job.timeout_s)
+            update = self._update(r, task, start, reply)
+            failure = screen_update(update, timeout_s)
             if failure is not None:
                 failures.append(failure)
             else:
                 updates.append(update)
                 if strategy.persistent_clients:
-                    own.add(task.client)
-        new = checked_aggregate(strategy, r, state.module, updates, failures)
-        if new is not None:
-            state.module = new.cpu()
-        log.append(RoundLog(r, tuple(u.client for u in updates), tuple(failures), new is None,
-                            time.perf_counter() - t0, sum(u.bytes_sent for u in updates)))
-        state.history = log
-        if job.test is not None:
-            accuracy.append(float(fitted_copy(model, copy.deepcopy(state.module)).score(*job.test)))
-    return state.module, log, accuracy
+                    self.own.add(task.client)
+        return updates, failures
+
+    def _start(self, strategy: RoundsStrategy, task: LocalTask, state: RoundState) -> nn.Module | None:
+        """The network the task starts from (None: the client's own, which it keeps)."""
+        if task.client not in self.node_of:
+            raise ValidationError(f"{strategy.name}: a task for {task.client!r}, which is no client of this run")
+        if strategy.persistent_clients and task.start is None:
+            start = None if task.client in self.own else (strategy.client_start(state.ctx, task.client) or state.module)
+        else:
+            start = task.start if task.start is not None else state.module
+        if start is not None and _shapes(start) != _shapes(self.job.model.module_):
+            raise ValidationError(f"{strategy.name}: the start network of {task.client!r} is not the model's "
+                                  "architecture; a ClientApp rebuilds only that one")
+        return start
+
+    def _message(self, strategy: RoundsStrategy, r: int, i: int, task: LocalTask, start: nn.Module | None) -> Any:
+        flwr = _flwr()
+        job, arch = self.job, self.arch
+        classes = job.model.classes_
+        content = flwr.app.RecordDict()
+        content["config"] = flwr.app.ConfigRecord({
+            "round": r, "seed-offset": 1000 * r + i, "client": task.client, "strategy": strategy.name,
+            "params": json.dumps(_jsonable(strategy.get_params(), "strategy parameters")),
+            "settings": json.dumps(job.settings.to_dict()),
+            "task-settings": "" if task.settings is None else json.dumps(task.settings.to_dict()),
+            "architecture": json.dumps(arch)})
+        if start is not None:
+            content["start"] = _records(_state(start))
+        rows = {"X": np.asarray(task.X, dtype=np.float32).reshape(len(task.X), arch["n_features"]), "y": _plain(task.y),
+                "classes": _plain(classes)}
+        if task.soft_targets is not None:
+            rows["soft"] = np.asarray(task.soft_targets, dtype=np.float32)
+        content["rows"] = _records(rows)
+        if self.shared and task.client not in self.acked and job.server_X is not None:
+            content["public"] = _records({"X": job.server_X.reshape(len(job.server_X), arch["n_features"])})
+        return flwr.app.Message(content, self.node_of[task.client], flwr.app.MessageType.TRAIN, group_id=str(r))
+
+    def _update(self, r: int, task: LocalTask, start: nn.Module, reply: Any) -> LocalUpdate:
+        arrays = {}
+        for name, rec in reply.content.array_records.items():
+            for key, value in rec.items():
+                a = value.numpy()
+                if self.record is not None:
+                    self.record(r, task.client, name, key, a)
+                if name == "reply":
+                    arrays[key] = torch.from_numpy(np.array(a))
+        metrics = reply.content["metrics"]
+        seconds, n = float(metrics["seconds"]), int(metrics["num-examples"])
+        sent = sum(a.numel() * a.element_size() for a in arrays.values())
+        return LocalUpdate(task.client, _with_state(start, arrays), float(n), n, seconds, sent, arrays)
 
 
 def _with_state(template: nn.Module, arrays: Mapping[str, torch.Tensor]) -> nn.Module | None:

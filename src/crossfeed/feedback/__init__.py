@@ -97,6 +97,7 @@ from crossfeed.feedback._merging import average_weights, task_arithmetic, task_v
 from crossfeed.feedback._meta import adapt_k_shot, fomaml_gradient, inner_adapt, maml_gradient, support_query
 from crossfeed.feedback._params import Param, check_params
 from crossfeed.feedback._rounds import (
+    Exchange,
     Failure,
     LocalTask,
     LocalUpdate,
@@ -107,6 +108,7 @@ from crossfeed.feedback._rounds import (
     finite_arrays,
     run_rounds,
     screen_update,
+    train_here,
 )
 from crossfeed.feedback._sequence import SequenceReport, absorb_sequence
 from crossfeed.feedback._taxonomy import behaviour_matrix, check_taxonomy, expert_distances, learn_taxonomy
@@ -163,6 +165,7 @@ __all__ = [
     "DomainFeedback",
     "EWC",
     "EnsembleDistill",
+    "Exchange",
     "Failure",
     "FedAvg",
     "FedDF",
@@ -254,6 +257,7 @@ __all__ = [
     "task_arithmetic",
     "task_vectors",
     "ties_merge",
+    "train_here",
     "unlabelled_pool",
     "vrex_penalty",
 ]

@@ -46,8 +46,8 @@ from crossfeed.feedback._base import FeedbackContext, FeedbackStrategy, TrainSet
 from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook, seeded_rng, train
 
-__all__ = ["Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy", "checked_aggregate",
-           "finite_arrays", "run_rounds", "screen_update"]
+__all__ = ["Exchange", "Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy",
+           "checked_aggregate", "finite_arrays", "run_rounds", "screen_update", "train_here"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,40 +156,33 @@ class RoundsStrategy(FeedbackStrategy):
         return None
 
 
+#: How a round's tasks reach the clients and their updates come back:
+#: ``exchange(strategy, round, tasks, state, timeout_s) -> (updates, failures)``. The default,
+#: :func:`train_here`, trains every task in this process; Flower's ServerApp sends them as messages.
+Exchange = Callable[[RoundsStrategy, int, Sequence[LocalTask], RoundState, float | None],
+                    tuple[list[LocalUpdate], list[Failure]]]
+
+
 def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module, *,
-               timeout_s: float | None = None,
-               on_round: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, list[RoundLog]]:
+               timeout_s: float | None = None, on_round: Callable[[int, nn.Module], None] | None = None,
+               exchange: Exchange | None = None) -> tuple[nn.Module, list[RoundLog]]:
     """Run ``strategy.rounds`` rounds from a copy of ``start``; return the final network and the log.
 
-    ``timeout_s``: a client whose training takes longer is dropped for the round (this in-process
-    engine cannot interrupt it, so it discards the late reply as a server would). ``on_round``:
-    called after every round with the round and the global network (e.g. to evaluate it).
+    Every round: the strategy's tasks, the clients' updates (``exchange``; default
+    :func:`train_here`), the checked aggregate (a round without a usable update keeps the old
+    network), the round's log. ``timeout_s``: a client whose training takes longer is dropped for
+    the round. ``on_round``: called after every round with the round and the global network (e.g.
+    to evaluate it).
     """
     state = RoundState(ctx, copy.deepcopy(start).cpu())
+    exchange = exchange or train_here
     for r in range(1, strategy.rounds + 1):
         t0 = time.perf_counter()
         tasks = strategy.local_tasks(r, state)
         if not tasks:
             logger.info("round %d: no tasks; stopping", r)
             break
-        updates, failures = [], []
-        for i, task in enumerate(tasks):
-            if strategy.persistent_clients and task.start is None:
-                own = state.clients.get(task.client) or strategy.client_start(ctx, task.client)
-                task = dataclasses.replace(task, start=own)
-            try:
-                update = _run_task(task, state.module, ctx, seed_offset=1000 * r + i, reply=strategy.reply)
-            except Exception as exc:  # failure is part of the contract: dropped and reported
-                logger.warning("round %d: client %r failed: %s", r, task.client, exc)
-                failures.append(Failure(task.client, f"{type(exc).__name__}: {exc}"))
-                continue
-            failure = screen_update(update, timeout_s)
-            if failure is not None:
-                failures.append(failure)
-            else:
-                updates.append(update)
-                if strategy.persistent_clients:
-                    state.clients[task.client] = update.module
+        updates, failures = exchange(strategy, r, tasks, state, timeout_s)
         new = checked_aggregate(strategy, r, state.module, updates, failures)
         kept = new is None
         if not kept:
@@ -199,6 +192,33 @@ def run_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Module,
         if on_round is not None:
             on_round(r, state.module)
     return state.module, state.history
+
+
+def train_here(strategy: RoundsStrategy, r: int, tasks: Sequence[LocalTask], state: RoundState,
+               timeout_s: float | None) -> tuple[list[LocalUpdate], list[Failure]]:
+    """The in-process :data:`Exchange`: every task trains a private copy through the one training
+    loop (task ``i`` of round ``r`` with seed offset ``1000 r + i``); a task that raises, runs past
+    ``timeout_s`` (its late reply is discarded, as a server would) or returns NaN / inf is a
+    :class:`Failure`. A ``persistent_clients`` strategy's clients keep their networks in ``state.clients``."""
+    updates, failures = [], []
+    for i, task in enumerate(tasks):
+        if strategy.persistent_clients and task.start is None:
+            own = state.clients.get(task.client) or strategy.client_start(state.ctx, task.client)
+            task = dataclasses.replace(task, start=own)
+        try:
+            update = _run_task(task, state.module, state.ctx, seed_offset=1000 * r + i, reply=strategy.reply)
+        except Exception as exc:  # failure is part of the contract: dropped and reported
+            logger.warning("round %d: client %r failed: %s", r, task.client, exc)
+            failures.append(Failure(task.client, f"{type(exc).__name__}: {exc}"))
+            continue
+        failure = screen_update(update, timeout_s)
+        if failure is not None:
+            failures.append(failure)
+        else:
+            updates.append(update)
+            if strategy.persistent_clients:
+                state.clients[task.client] = update.module
+    return updates, failures
 
 
 def _run_task(task: LocalTask, global_module: nn.Module, ctx: FeedbackContext, seed_offset: int,
