@@ -43,7 +43,8 @@ def test_exceptions_are_also_builtins():
                                     "crossfeed.feedback.hierarchical", "crossfeed.feedback.self_supervised",
                                     "crossfeed.feedback.feddf", "crossfeed.feedback.fedmd",
                                     "crossfeed.federated._simulate", "crossfeed.feedback.dp_fedavg",
-                                    "crossfeed.training._loop", "crossfeed.config._rl", "crossfeed.feedback.fedavg"])
+                                    "crossfeed.training._loop", "crossfeed.config._rl", "crossfeed.feedback.fedavg",
+                                    "crossfeed.models._forest"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

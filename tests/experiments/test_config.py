@@ -46,7 +46,7 @@ def test_defaults_and_round_trip(tmp_path):
     ({"seeds": 3}, ValidationError, "config.seeds: expected a list"),
     ({"seeds": [0, 0]}, ValidationError, "distinct"),
     ({"generations": 0}, ValidationError, "at least 1"),
-    ({"experts": {"method": "copy"}}, ValidationError, "'distill', 'finetune' or 'search'"),
+    ({"experts": {"method": "copy"}}, ValidationError, "'distill', 'finetune', 'search' or 'forest'"),
     ({"feedback": {"gate": "yes"}}, ValidationError, "expected true or false"),
     ([1, 2], ValidationError, "expected a mapping"),
 ])

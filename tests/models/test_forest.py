@@ -113,3 +113,31 @@ def test_bad_input():
         MetaForest(mixtures=(1.5,)).fit(X, y)
     with pytest.raises(ValidationError, match="prior strengths must be >= 0"):
         MetaForest(prior_strengths=(-1.0,)).fit(X, y)
+
+
+def test_a_saved_forest_predicts_and_adapts_exactly_as_the_fitted_one_and_a_tampered_file_is_refused(fitted, tmp_path):
+    import json
+
+    from crossfeed.exceptions import ModelFileError
+    from crossfeed.models import load_model, save_model
+
+    forest, (Xt, yt) = fitted
+    shots = sample_shots(yt, 5, np.random.default_rng(0))
+    adapted = forest.adapt(Xt[shots], yt[shots])
+    for model, name in ((forest, "source"), (adapted, "adapted")):
+        back = load_model(save_model(model, tmp_path / name))
+        assert isinstance(back, MetaForest)
+        assert np.array_equal(back.predict_proba(Xt), model.predict_proba(Xt))
+    # the reloaded source forest adapts as the original does (same leaves, same fresh trees)
+    again = load_model(tmp_path / "source").adapt(Xt[shots], yt[shots])
+    assert np.array_equal(again.predict_proba(Xt), adapted.predict_proba(Xt))
+    config = json.loads((tmp_path / "adapted" / "config.json").read_text())
+    assert config["format"] == "crossfeed.meta_forest"
+    config["classes"] = config["classes"][::-1]  # reorders the answers: refused
+    (tmp_path / "adapted" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="changed after saving"):
+        load_model(tmp_path / "adapted")
+    weights = tmp_path / "source" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(tmp_path / "source")

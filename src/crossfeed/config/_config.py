@@ -129,6 +129,11 @@ class ExpertsConfig:
     ``"search"``: as ``distill``, into a student whose architecture is searched per domain and
     generation (``search``: :class:`SearchConfig`; ``student`` is unused); the trials land in the
     lineage and the report plots each domain's accuracy-cost Pareto front.
+    ``"forest"``: each domain's expert is a meta decision forest (:class:`crossfeed.models.MetaForest`,
+    keyword arguments in ``forest``) grown on the other domains' labelled training data, its
+    leaf refit and fresh-tree mixture meta-learnt across them, then adapted to the domain's own
+    training rows; it does not start from the large model, and teaches it through its
+    probabilities (distilling strategies such as ``multi_teacher_kd``).
     """
 
     method: str = "distill"
@@ -140,6 +145,7 @@ class ExpertsConfig:
     freeze: str = "none"
     domains: list[str] | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
+    forest: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -435,10 +441,13 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"seeds must be a non-empty list of distinct integers; got {config.seeds}")
     if config.generations < 1:
         raise ValidationError(f"generations must be at least 1; got {config.generations}")
-    if config.experts.method not in ("distill", "finetune", "search"):
-        raise ValidationError(f"experts.method must be 'distill', 'finetune' or 'search'; got {config.experts.method!r}")
+    if config.experts.method not in ("distill", "finetune", "search", "forest"):
+        raise ValidationError(f"experts.method must be 'distill', 'finetune', 'search' or 'forest'; got "
+                              f"{config.experts.method!r}")
     if config.experts.method == "search":
         _check_search(config.experts.search)
+    if config.experts.method == "forest":
+        _check_forest(config)
     if config.large.optimizer not in ("adamw", "adam", "sgd"):
         raise ValidationError(f"large.optimizer must be 'adamw', 'adam' or 'sgd'; got {config.large.optimizer!r}")
     if config.large.train_on not in ("general", "pooled"):
@@ -474,6 +483,28 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"feedback.threads must be >= 1 or null; got {f.threads}")
     if f.engine not in FEEDBACK_ENGINES:
         raise ValidationError(f"feedback.engine must be one of {', '.join(FEEDBACK_ENGINES)}; got {f.engine!r}")
+
+
+def _check_forest(config: ExperimentConfig) -> None:
+    from crossfeed.models import MetaForest
+
+    kwargs = config.experts.forest
+    known = sorted(MetaForest().get_params())
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValidationError(f"experts.forest: unknown MetaForest parameters {unknown}; expected some of {known}")
+    try:
+        MetaForest(**kwargs)._check_params()
+    except ValidationError as exc:
+        raise ValidationError(f"experts.forest: {exc}") from None
+    if config.gate.compose:
+        raise ValidationError("gate.compose mixes torch networks; forest experts (experts.method: forest) cannot be "
+                              "composed: set gate.compose: 0 or use experts.method: distill")
+    for name in [config.feedback.strategy, *(c.strategy for c in config.feedback.compare)]:
+        if STRATEGIES.get(name).needs_torch_experts:
+            raise ValidationError(f"feedback strategy {name!r} reads its experts' networks; forest experts "
+                                  "(experts.method: forest) have none: choose a distilling strategy "
+                                  "(multi_teacher_kd, ensemble_distill) or another experts.method")
 
 
 def _check_search(c: SearchConfig) -> None:

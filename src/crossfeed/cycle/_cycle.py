@@ -58,7 +58,7 @@ from crossfeed.data import DomainSuite, load_suite
 from crossfeed.evaluate import domain_accuracy, prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, ModelFileError, ValidationError
 from crossfeed.feedback import FeedbackReport, RoundsEngine, TrainSettings, absorb
-from crossfeed.models import TorchClassifier, load_model
+from crossfeed.models import MetaForest, TorchClassifier, load_model
 from crossfeed.spawn import SearchResult, finetune, search_architecture, spawn_experts, warm_start_configs
 
 __all__ = ["CycleResult", "GenerationResult", "field_batches", "load_cycle", "reproduce_generation", "run_cycle"]
@@ -244,6 +244,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
         data["gate"].pop("compose", None)  # runs written before the option existed keep their fingerprint
     if data["experts"]["method"] != "search":
         data["experts"].pop("search")  # likewise: only a searching run depends on the search's settings
+    if data["experts"]["method"] != "forest":
+        data["experts"].pop("forest")
     if data["feedback"].get("engine") == "local":
         data["feedback"].pop("engine")  # likewise: the default engine leaves old fingerprints as they were
     return {"config": data, "seed": seed}
@@ -306,6 +308,8 @@ def _train_generation(
                    for i, name in enumerate(expert_domains)}
     elif e.method == "search":
         experts, searched = _searched_experts(e, suite, large, expert_domains, spawn_seed, progress)
+    elif e.method == "forest":
+        experts = _forest_experts(e, suite, expert_domains, spawn_seed, progress)
     else:
         experts = spawn_experts(large, suite, student=e.student, temperature=e.temperature, alpha=e.alpha,
                                 epochs=e.epochs, finetune_epochs=e.finetune_epochs, freeze=e.freeze,
@@ -325,6 +329,27 @@ def _train_generation(
                                         keep_weaker_experts=f.keep_weaker_experts)
         seconds[f"compare:{c.strategy}"] = compare[c.strategy].wall_seconds
     return new, experts, report, compare, seconds, searched
+
+
+def _forest_experts(e: ExpertsConfig, suite: DomainSuite, domains: list[str], seed: int,
+                    progress: Progress) -> dict[str, MetaForest]:
+    """``experts.method: forest``: per domain, a meta decision forest grown on every other domain's
+    labelled training rows (the leaf refit meta-learnt across them), adapted to the domain's own."""
+    experts = {}
+    for i, name in enumerate(domains):
+        progress.stage(f"growing the meta forest of {name}'s expert")
+        sources = [d for d in suite.names if d != name]
+        X = np.concatenate([_flat(suite[d].X_train) for d in sources])
+        y = np.concatenate([np.asarray(suite[d].y_train) for d in sources])
+        labels = np.concatenate([np.full(len(suite[d].y_train), j) for j, d in enumerate(sources)])
+        forest = MetaForest(**{**e.forest, "random_state": seed + i}).fit(X, y, domains=labels)
+        experts[name] = forest.adapt(_flat(suite[name].X_train), suite[name].y_train)
+    return experts
+
+
+def _flat(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    return X.reshape(len(X), -1)
 
 
 def _searched_experts(e: ExpertsConfig, suite: DomainSuite, large: TorchClassifier, domains: list[str], seed: int,

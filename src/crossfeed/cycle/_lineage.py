@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from crossfeed.exceptions import ValidationError
@@ -34,8 +35,16 @@ __all__ = ["config_sha256", "weights_sha256"]
 
 
 def weights_sha256(model: Any) -> str:
-    """SHA-256 of a fitted model's weights (state dict, in name order)."""
+    """SHA-256 of a fitted model's weights (state dict, in name order; a forest's arrays and state)."""
     h = hashlib.sha256()
+    if not hasattr(model, "module_") and callable(getattr(model, "state", None)):  # a MetaForest
+        arrays, meta = model.state()
+        for name, a in sorted(arrays.items()):
+            a = np.ascontiguousarray(a)
+            h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+            h.update(a.tobytes())
+        h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+        return h.hexdigest()
     for name, tensor in sorted(model.module_.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())

@@ -293,12 +293,15 @@ class FeedbackStrategy:
         federated and meta-learning strategies read them only where the data lives).
     ``needs_same_architecture`` : every expert must be a TorchClassifier with the large model's
         parameter names and shapes (weight merging); a config must spawn ``finetune`` experts.
+    ``needs_torch_experts`` : the strategy reads its experts' networks (layers to transplant),
+        so experts without one (forests) are refused.
     """
 
     name: ClassVar[str] = "continued_training"
     params: ClassVar[Mapping[str, Param]] = {}
     needs_field_data: ClassVar[bool] = False
     needs_same_architecture: ClassVar[bool] = False
+    needs_torch_experts: ClassVar[bool] = False
     data_free: ClassVar[bool] = True
 
     def prepare(self, ctx: FeedbackContext) -> TrainingData | None:

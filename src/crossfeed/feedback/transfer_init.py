@@ -166,6 +166,7 @@ class TransferInit(MultiTeacherKD):
     ['features.0', 'features.1', 'features.4', 'features.5', 'features.8', 'features.9']
     """
 
+    needs_torch_experts = True  # it transplants the experts' layers
     params: ClassVar[dict[str, Param]] = {
         "layers": Param(list, items=str, none=True, help="prefixes of the layer names that may be transplanted"),
         **MultiTeacherKD.params,

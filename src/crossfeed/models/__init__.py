@@ -18,7 +18,7 @@ from crossfeed.models._cost import (
     measure_latency,
 )
 from crossfeed.models._features import TorchEmbedding, feature_head
-from crossfeed.models._forest import MetaForest, sample_shots
+from crossfeed.models._forest import ArrayForest, MetaForest, sample_shots
 from crossfeed.models._io import load_model, save_model
 from crossfeed.models._moe import (
     GatedMixture,
@@ -44,6 +44,7 @@ from crossfeed.models._warmstart import check_torch_model, fitted_copy, warm_fit
 
 __all__ = [
     "ARCHITECTURES",
+    "ArrayForest",
     "CNN1D",
     "CNN1D_SIZES",
     "CNN2D",

@@ -13,6 +13,11 @@ few labelled samples, in two moves:
 forest of the other sources adapts to ``k`` shots of it for every candidate (m, w), and the pair
 with the best held-out accuracy is kept per ``k`` (``adaptation_table_``). More shots usually want
 a smaller ``m`` and a larger ``w``; the table learns how much, for this family of domains.
+
+A fitted (and adapted) forest is plain arrays: :meth:`MetaForest.state` gives them (every tree's
+children, split features, thresholds and leaf values, the source leaf counts, the adapted leaf
+tables) and :meth:`MetaForest.from_state` rebuilds a forest that predicts and adapts exactly as
+the saved one; :func:`crossfeed.models.save_model` writes them as safetensors + JSON, no pickle.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from crossfeed._validation import check_features, check_labels, encode_labels, numeric_array
 from crossfeed.exceptions import LabelMismatchError, ValidationError
 
-__all__ = ["MetaForest", "sample_shots"]
+__all__ = ["ArrayForest", "MetaForest", "sample_shots"]
 
 
 def sample_shots(y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -217,9 +222,109 @@ class MetaForest(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]
 
+    # ------------------------------------------------------------------ as arrays
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, meta)``: everything a fitted forest predicts and adapts with, as named arrays
+        and JSON values (see :meth:`from_state`)."""
+        check_is_fitted(self, "forest_")
+        arrays: dict[str, np.ndarray] = {}
+
+        def put(prefix: str, forest: Any) -> None:
+            for t, tree in enumerate(ArrayForest.of(forest).trees):
+                for key in ArrayForest.KEYS:
+                    arrays[f"{prefix}.{t}.{key}"] = np.ascontiguousarray(tree[key])
+
+        put("forest", self.forest_)
+        for t, counts in enumerate(self.source_counts_):
+            arrays[f"source.{t}"] = np.ascontiguousarray(counts)
+        meta: dict[str, Any] = {"trees": len(self.source_counts_), "n_features_in": int(self.n_features_in_),
+                                "adaptation_table": {str(k): v for k, v in self.adaptation_table_.items()}}
+        if getattr(self, "leaf_proba_", None) is not None:
+            for t, table in enumerate(self.leaf_proba_):
+                arrays[f"leaf.{t}"] = np.ascontiguousarray(table)
+            meta["adapted_with"] = dict(self.adapted_with_)
+            fresh = getattr(self, "fresh_", None)
+            if fresh is not None:
+                put("fresh", fresh)
+                arrays["fresh.classes"] = np.asarray(ArrayForest.of(fresh).classes_, dtype=np.int64)
+                meta["fresh_trees"] = len(ArrayForest.of(fresh).trees)
+        return arrays, meta
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], classes: np.ndarray, arrays: dict[str, np.ndarray],
+                   meta: dict[str, Any]) -> MetaForest:
+        """The forest :meth:`state` described (its trees as an :class:`ArrayForest`)."""
+        def trees(prefix: str, n: int) -> list[dict[str, np.ndarray]]:
+            return [{key: arrays[f"{prefix}.{t}.{key}"] for key in ArrayForest.KEYS} for t in range(n)]
+
+        model = cls(**params)
+        n, k = int(meta["trees"]), len(classes)
+        model.classes_, model.n_features_in_ = np.asarray(classes), int(meta["n_features_in"])
+        model.forest_ = ArrayForest(trees("forest", n), np.arange(k))
+        model.source_counts_ = [arrays[f"source.{t}"] for t in range(n)]
+        model.adaptation_table_ = {int(s): dict(v) for s, v in meta.get("adaptation_table", {}).items()}
+        if "adapted_with" in meta:
+            model.leaf_proba_ = [arrays[f"leaf.{t}"] for t in range(n)]
+            model.adapted_with_ = dict(meta["adapted_with"])
+            model.fresh_ = (ArrayForest(trees("fresh", int(meta["fresh_trees"])), arrays["fresh.classes"])
+                            if "fresh_trees" in meta else None)
+        return model
+
 
 def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
+
+
+class ArrayForest:
+    """A fitted tree ensemble held as arrays: ``apply`` and ``predict_proba`` as scikit-learn's
+    forest computes them (rows as float32 against float64 thresholds, leaf values normalised, the
+    mean over trees). What a loaded :class:`MetaForest` predicts with.
+
+    Example
+    -------
+    >>> X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+    >>> forest = ExtraTreesClassifier(n_estimators=5, random_state=0).fit(X, y)
+    >>> arrays = ArrayForest.of(forest)
+    >>> bool((arrays.apply(X) == forest.apply(X)).all()), np.allclose(arrays.predict_proba(X), forest.predict_proba(X))
+    (True, True)
+    """
+
+    KEYS = ("left", "right", "feature", "threshold", "value")
+
+    def __init__(self, trees: Sequence[dict[str, np.ndarray]], classes: np.ndarray) -> None:
+        self.trees, self.classes_ = list(trees), np.asarray(classes)
+
+    @classmethod
+    def of(cls, forest: Any) -> ArrayForest:
+        if isinstance(forest, ArrayForest):
+            return forest
+        trees = [{"left": t.children_left.copy(), "right": t.children_right.copy(), "feature": t.feature.copy(),
+                  "threshold": t.threshold.copy(), "value": t.value[:, 0, :].copy()}
+                 for t in (e.tree_ for e in forest.estimators_)]
+        return cls(trees, forest.classes_)
+
+    def apply(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        out = np.empty((len(X), len(self.trees)), dtype=np.intp)
+        for j, t in enumerate(self.trees):
+            left, right, feature, threshold = (np.asarray(t[k]) for k in ("left", "right", "feature", "threshold"))
+            node = np.zeros(len(X), dtype=np.intp)
+            active = np.flatnonzero(left[node] != -1)
+            while len(active):
+                n = node[active]
+                node[active] = np.where(X[active, feature[n]] <= threshold[n], left[n], right[n])
+                active = active[left[node[active]] != -1]
+            out[:, j] = node
+        return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        leaves = self.apply(X)
+        total = np.zeros((len(leaves), len(self.classes_)))
+        for j, t in enumerate(self.trees):
+            v = np.asarray(t["value"], dtype=np.float64)[leaves[:, j]]
+            norm = v.sum(axis=1, keepdims=True)
+            total += v / np.where(norm == 0, 1.0, norm)
+        return total / len(self.trees)
 
 
 def _counts(leaves: np.ndarray, codes: np.ndarray, n_nodes: int, n_classes: int) -> np.ndarray:

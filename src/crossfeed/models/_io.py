@@ -20,15 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load as load_numpy
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from crossfeed._cache import current_umask
 from crossfeed.exceptions import CrossfeedError, ModelFileError, ValidationError
 from crossfeed.models._architectures import ARCHITECTURES, build_module
+from crossfeed.models._forest import MetaForest
 from crossfeed.models._torch_classifier import TorchClassifier
 
 FORMAT = "crossfeed.torch_classifier"
+FOREST_FORMAT = "crossfeed.meta_forest"
 FORMAT_VERSION = 2
 _JSONABLE = (str, int, float, bool, type(None))
 #: Keys every config.json has, with their JSON types; version 2 adds ``_V2_KEYS``.
@@ -54,8 +58,8 @@ def _jsonable(value: Any) -> Any:
     raise ValidationError(f"cannot store {type(value).__name__} in a model's JSON config")
 
 
-def save_model(model: TorchClassifier, path: str | os.PathLike[str]) -> Path:
-    """Write a fitted ``TorchClassifier`` to the directory ``path``.
+def save_model(model: TorchClassifier | MetaForest, path: str | os.PathLike[str]) -> Path:
+    """Write a fitted ``TorchClassifier`` (or :class:`~crossfeed.models.MetaForest`) to the directory ``path``.
 
     The directory holds ``model.safetensors`` (weights) and ``config.json`` (architecture name,
     its keyword arguments, classes, sample shape, training settings and the sha256 checksums of
@@ -64,8 +68,10 @@ def save_model(model: TorchClassifier, path: str | os.PathLike[str]) -> Path:
     model; an existing model at ``path`` is replaced only once the new one is complete. The folder
     gets the usual mode of a new folder (``0o777`` minus the umask), its files ``0o666`` minus it.
     """
+    if isinstance(model, MetaForest):
+        return _save_forest(model, path)
     if not isinstance(model, TorchClassifier) or not hasattr(model, "module_"):
-        raise ValidationError(f"save_model expects a fitted TorchClassifier; got {type(model).__name__}")
+        raise ValidationError(f"save_model expects a fitted TorchClassifier or MetaForest; got {type(model).__name__}")
     if not isinstance(model.module, str):
         raise ValidationError(
             "only models built from a registered architecture name can be saved without pickle; "
@@ -84,12 +90,27 @@ def save_model(model: TorchClassifier, path: str | os.PathLike[str]) -> Path:
         "params": {k: _jsonable(v) for k, v in model.get_params().items() if k not in _STORED_PARAMS},
         "input_shape": [int(d) for d in getattr(model, "input_shape_", (model.n_features_in_,))],
     }
-    target = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module_.state_dict().items()}
+    return _write_folder(Path(path), config, lambda file: save_file(state, str(file)))
+
+
+def _save_forest(model: MetaForest, path: str | os.PathLike[str]) -> Path:
+    """A MetaForest's folder: its arrays (:meth:`MetaForest.state`) in ``model.safetensors``, and
+    ``config.json`` with its parameters, classes, the JSON part of its state and the checksums."""
+    arrays, meta = model.state()
+    config = {"format": FOREST_FORMAT, "format_version": 1, "classes": _jsonable(model.classes_.tolist()),
+              "classes_dtype": str(model.classes_.dtype), "n_features_in": int(model.n_features_in_),
+              "params": _jsonable(model.get_params()), "state": _jsonable(meta)}
+    return _write_folder(Path(path), config, lambda file: save_numpy(arrays, str(file)))
+
+
+def _write_folder(target: Path, config: dict[str, Any], write_weights: Any) -> Path:
+    """Write ``model.safetensors`` (``write_weights(file)``) and ``config.json`` (with both
+    checksums) into a temporary sibling of ``target`` and rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.module_.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        write_weights(tmp / "model.safetensors")
         weights_sha = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
         config["sha256"] = {"weights": weights_sha, "config": _config_digest(config)}
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
@@ -111,8 +132,9 @@ def save_model(model: TorchClassifier, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def load_model(path: str | os.PathLike[str]) -> TorchClassifier:
-    """Load a model written by :func:`save_model` (safetensors + JSON; no pickle).
+def load_model(path: str | os.PathLike[str]) -> TorchClassifier | MetaForest:
+    """Load a model written by :func:`save_model` (safetensors + JSON; no pickle): a
+    ``TorchClassifier``, or a ``MetaForest`` from a forest's folder.
 
     ``config.json`` is checked against its schema (a JSON object with the required keys and
     types, a known architecture, known parameters, a valid class dtype), then both checksums are
@@ -130,6 +152,8 @@ def load_model(path: str | os.PathLike[str]) -> TorchClassifier:
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{config_path} is not valid JSON ({exc}); the model file is corrupt") from exc
+    if isinstance(config, dict) and config.get("format") == FOREST_FORMAT:
+        return _load_forest(config, weights_path.read_bytes(), config_path, weights_path)
     classes, input_shape = _check_config(config, config_path)
     data = weights_path.read_bytes()
     if config["format_version"] >= 2:
@@ -174,6 +198,35 @@ def load_model(path: str | os.PathLike[str]) -> TorchClassifier:
     model.best_epoch_ = -1
     return model
 
+
+
+def _load_forest(config: dict[str, Any], data: bytes, config_path: Path, weights_path: Path) -> MetaForest:
+    def bad(message: str) -> ModelFileError:
+        return ModelFileError(f"{config_path}: {message}; the file is not a valid crossfeed forest config "
+                              "(restore it, or save the model again)")
+
+    if config.get("format_version") != 1:
+        raise ModelFileError(f"{config_path} has format {FOREST_FORMAT!r} v{config.get('format_version')}; "
+                             "this crossfeed reads v1")
+    schema = {"classes": list, "classes_dtype": str, "n_features_in": int, "params": dict, "state": dict,
+              "sha256": dict}
+    for key, kind in schema.items():
+        if not isinstance(config.get(key), kind):
+            raise bad(f"{key!r} must be a JSON {_json_type(kind)}, got {config.get(key)!r}")
+    unknown = sorted(set(config["params"]) - set(MetaForest().get_params()))
+    if unknown:
+        raise bad(f"unknown MetaForest parameters {unknown} in 'params'")
+    classes = _check_classes(config["classes"], config["classes_dtype"], bad)
+    _verify_checksums(config, data, config_path, weights_path)
+    try:
+        arrays = load_numpy(data)
+    except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
+        raise ModelFileError(f"{weights_path} is not a readable safetensors file ({exc}); save the model again") from exc
+    try:
+        return MetaForest.from_state(config["params"], classes, arrays, config["state"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{weights_path} does not hold the arrays {config_path.name} describes ({exc}); "
+                             "the two files do not belong together: save the model again") from exc
 
 
 def _config_digest(config: dict[str, Any]) -> str:
