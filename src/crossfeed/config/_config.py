@@ -228,6 +228,11 @@ class GateConfig:
     (:func:`crossfeed.combine.compose_experts`; trained on the gate's held-out data and on each
     domain's field data routed to that domain's model) and measures it on every domain
     (``accuracy["composed"]``). It needs torch models (``TorchClassifier``) everywhere.
+    ``compose_method``: ``"gated"`` (default, the mixture above) or ``"wemoe"``: the generation's
+    fine-tuned experts merged into the large model they were fine-tuned from as a
+    weight-ensembling MoE (Tang et al. 2024, :func:`crossfeed.combine.weight_ensemble`: per-sample
+    routers over the task vectors, trained on the gate's held-out rows); needs ``experts.method:
+    finetune``, and ``compose`` only switches it on (its k is unused).
     """
 
     test: str = "bootstrap"
@@ -239,6 +244,7 @@ class GateConfig:
     advance: str = "mean"
     resamples: int = 2000
     compose: int = 0
+    compose_method: str = "gated"
 
 
 @dataclass(frozen=True)
@@ -448,6 +454,10 @@ def _check_values(config: ExperimentConfig) -> None:
         _check_search(config.experts.search)
     if config.experts.method == "forest":
         _check_forest(config)
+    if config.gate.compose and config.gate.compose_method == "wemoe" and config.experts.method != "finetune":
+        raise ValidationError(f"gate.compose_method wemoe merges fine-tuned copies of the large model (task vectors); "
+                              f"experts.method is {config.experts.method!r}. Set experts.method: finetune, or "
+                              "compose_method: gated")
     if config.large.optimizer not in ("adamw", "adam", "sgd"):
         raise ValidationError(f"large.optimizer must be 'adamw', 'adam' or 'sgd'; got {config.large.optimizer!r}")
     if config.large.train_on not in ("general", "pooled"):
@@ -534,6 +544,8 @@ def _check_gate(g: GateConfig) -> None:
         raise ValidationError(f"gate.confidence must be strictly between 0 and 1 (e.g. 0.9); got {g.confidence}")
     if not 0.0 <= g.holdout < 1.0:
         raise ValidationError(f"gate.holdout must be in [0, 1) (share of each validation split); got {g.holdout}")
+    if g.compose_method not in ("gated", "wemoe"):
+        raise ValidationError(f"gate.compose_method must be 'gated' or 'wemoe'; got {g.compose_method!r}")
     if isinstance(g.compose, bool) or not isinstance(g.compose, int) or g.compose < 0:
         raise ValidationError(
             f"gate.compose must be 0 (off) or the top-k of the composed mixture (1, 2, ...); got {g.compose!r}")

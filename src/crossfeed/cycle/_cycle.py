@@ -39,7 +39,7 @@ import numpy as np
 
 from crossfeed._progress import Progress, SilentProgress
 from crossfeed._validation import check_int
-from crossfeed.combine import compose_experts
+from crossfeed.combine import compose_experts, weight_ensemble
 from crossfeed.config import ExperimentConfig, ExpertsConfig, config_from_dict, config_to_dict
 from crossfeed.cycle._checkpoint import (
     RUN_FILE,
@@ -242,6 +242,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
         data.pop(key)
     if not data["gate"].get("compose"):
         data["gate"].pop("compose", None)  # runs written before the option existed keep their fingerprint
+    if data["gate"].get("compose_method") == "gated":
+        data["gate"].pop("compose_method")
     if data["experts"]["method"] != "search":
         data["experts"].pop("search")  # likewise: only a searching run depends on the search's settings
     if data["experts"]["method"] != "forest":
@@ -429,7 +431,9 @@ def _generation(
     }
     if config.gate.compose:
         t0 = time.perf_counter()
-        accuracy["composed"] = domain_accuracy(_composed(config, suite, gate_data, state, kept, seed, g), suite, "test")
+        composed = (_weight_ensembled(suite, gate_data, large, experts, seed, g) if config.gate.compose_method == "wemoe"
+                    else _composed(config, suite, gate_data, state, kept, seed, g))
+        accuracy["composed"] = domain_accuracy(composed, suite, "test")
         seconds["compose"] = time.perf_counter() - t0
     new_sha = weights_sha256(new)
     spawn_seed, feedback_seed = _step_seeds(seed, g)
@@ -472,6 +476,15 @@ def _composed(config: ExperimentConfig, suite: DomainSuite, gate_data: GateData,
     routed_to = [member_of[d] for d in routed for _ in range(len(suite[d].X_field))] if routed else None
     return compose_experts(members, X, y, X_routed=X_routed, routed_to=routed_to, top_k=min(config.gate.compose, len(members)),
                            random_state=_derive_seed(seed, g, 5))
+
+
+def _weight_ensembled(suite: DomainSuite, gate_data: GateData, parent: TorchClassifier,
+                      experts: dict[str, TorchClassifier], seed: int, g: int) -> TorchClassifier:
+    """``gate.compose_method: wemoe``: the generation's fine-tuned experts merged into the model they
+    were fine-tuned from, routers trained on the gate's held-out rows of every domain."""
+    X = np.concatenate([gate_data[d][0] for d in suite.names])
+    y = np.concatenate([gate_data[d][1] for d in suite.names])
+    return weight_ensemble(parent, experts, X, y, random_state=_derive_seed(seed, g, 5))
 
 
 def load_cycle(run_dir: str | Path) -> CycleResult | None:
