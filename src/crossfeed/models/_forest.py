@@ -199,7 +199,8 @@ class MetaForest(ClassifierMixin, BaseEstimator):
             nearest = min(self.adaptation_table_, key=lambda s: abs(np.log(s) - np.log(max(k, 1))))
             m, w = self.adaptation_table_[nearest]["prior_strength"], self.adaptation_table_[nearest]["mixture"]
         adapted = copy.copy(self)
-        adapted.leaf_proba_ = _leaf_tables(self.source_counts_, self.forest_.apply(X), codes, m)
+        adapted.adapt_leaves_, adapted.adapt_codes_ = self.forest_.apply(X), codes  # what the refit read (saved)
+        adapted.leaf_proba_ = _leaf_tables(self.source_counts_, adapted.adapt_leaves_, codes, m)
         adapted.fresh_ = self._forest(int(self.n_fresh), 0 if self.random_state is None else int(self.random_state) + 7).fit(X, codes) if w > 0 else None
         adapted.adapted_with_ = {"shots_per_class": k, "prior_strength": float(m), "mixture": float(w), "n_samples": len(X)}
         return adapted
@@ -225,49 +226,64 @@ class MetaForest(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ as arrays
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)``: everything a fitted forest predicts and adapts with, as named arrays
-        and JSON values (see :meth:`from_state`)."""
+        and JSON values (see :meth:`from_state`). Compact: the source trees' structure (no leaf
+        values: the leaf tables replace them), the source leaf counts as sparse (leaf, class,
+        count) triplets, and for an adapted forest the leaves and classes of the rows it was
+        adapted on, from which :meth:`from_state` recomputes the refitted leaf tables exactly."""
         check_is_fitted(self, "forest_")
         arrays: dict[str, np.ndarray] = {}
-
-        def put(prefix: str, forest: Any) -> None:
-            for t, tree in enumerate(ArrayForest.of(forest).trees):
-                for key in ArrayForest.KEYS:
-                    arrays[f"{prefix}.{t}.{key}"] = np.ascontiguousarray(tree[key])
-
-        put("forest", self.forest_)
+        for t, tree in enumerate(ArrayForest.of(self.forest_).trees):
+            for key in ("left", "right", "feature"):
+                arrays[f"forest.{t}.{key}"] = np.asarray(tree[key], dtype=np.int32)
+            arrays[f"forest.{t}.threshold"] = np.asarray(tree["threshold"], dtype=np.float64)
         for t, counts in enumerate(self.source_counts_):
-            arrays[f"source.{t}"] = np.ascontiguousarray(counts)
+            leaf, cls = np.nonzero(counts)
+            arrays[f"source.{t}.leaf"], arrays[f"source.{t}.class"] = leaf.astype(np.int32), cls.astype(np.int32)
+            arrays[f"source.{t}.count"] = counts[leaf, cls].astype(np.int64)  # counts of samples: integers
         meta: dict[str, Any] = {"trees": len(self.source_counts_), "n_features_in": int(self.n_features_in_),
+                                "nodes": [int(c.shape[0]) for c in self.source_counts_],
                                 "adaptation_table": {str(k): v for k, v in self.adaptation_table_.items()}}
         if getattr(self, "leaf_proba_", None) is not None:
-            for t, table in enumerate(self.leaf_proba_):
-                arrays[f"leaf.{t}"] = np.ascontiguousarray(table)
+            arrays["adapt.leaves"] = np.asarray(self.adapt_leaves_, dtype=np.int64)
+            arrays["adapt.codes"] = np.asarray(self.adapt_codes_, dtype=np.int64)
             meta["adapted_with"] = dict(self.adapted_with_)
             fresh = getattr(self, "fresh_", None)
             if fresh is not None:
-                put("fresh", fresh)
+                trees = ArrayForest.of(fresh).trees
+                for t, tree in enumerate(trees):
+                    for key in ArrayForest.KEYS:
+                        arrays[f"fresh.{t}.{key}"] = np.ascontiguousarray(tree[key])
                 arrays["fresh.classes"] = np.asarray(ArrayForest.of(fresh).classes_, dtype=np.int64)
-                meta["fresh_trees"] = len(ArrayForest.of(fresh).trees)
-        return arrays, meta
+                meta["fresh_trees"] = len(trees)
+        # C order throughout: safetensors writes the raw buffer (scikit-learn's apply returns Fortran order)
+        return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 
     @classmethod
     def from_state(cls, params: dict[str, Any], classes: np.ndarray, arrays: dict[str, np.ndarray],
                    meta: dict[str, Any]) -> MetaForest:
         """The forest :meth:`state` described (its trees as an :class:`ArrayForest`)."""
-        def trees(prefix: str, n: int) -> list[dict[str, np.ndarray]]:
-            return [{key: arrays[f"{prefix}.{t}.{key}"] for key in ArrayForest.KEYS} for t in range(n)]
-
         model = cls(**params)
         n, k = int(meta["trees"]), len(classes)
         model.classes_, model.n_features_in_ = np.asarray(classes), int(meta["n_features_in"])
-        model.forest_ = ArrayForest(trees("forest", n), np.arange(k))
-        model.source_counts_ = [arrays[f"source.{t}"] for t in range(n)]
+        model.forest_ = ArrayForest([{key: arrays[f"forest.{t}.{key}"] for key in ("left", "right", "feature",
+                                                                                  "threshold")} for t in range(n)],
+                                    np.arange(k))
+        model.source_counts_ = []
+        for t, nodes in enumerate(meta["nodes"]):
+            counts = np.zeros((int(nodes), k))
+            counts[arrays[f"source.{t}.leaf"], arrays[f"source.{t}.class"]] = arrays[f"source.{t}.count"]
+            model.source_counts_.append(counts)
         model.adaptation_table_ = {int(s): dict(v) for s, v in meta.get("adaptation_table", {}).items()}
         if "adapted_with" in meta:
-            model.leaf_proba_ = [arrays[f"leaf.{t}"] for t in range(n)]
             model.adapted_with_ = dict(meta["adapted_with"])
-            model.fresh_ = (ArrayForest(trees("fresh", int(meta["fresh_trees"])), arrays["fresh.classes"])
-                            if "fresh_trees" in meta else None)
+            model.adapt_leaves_, model.adapt_codes_ = arrays["adapt.leaves"], arrays["adapt.codes"]
+            model.leaf_proba_ = _leaf_tables(model.source_counts_, model.adapt_leaves_, model.adapt_codes_,
+                                             model.adapted_with_["prior_strength"])
+            model.fresh_ = None
+            if "fresh_trees" in meta:
+                trees = [{key: arrays[f"fresh.{t}.{key}"] for key in ArrayForest.KEYS}
+                         for t in range(int(meta["fresh_trees"]))]
+                model.fresh_ = ArrayForest(trees, arrays["fresh.classes"])
         return model
 
 
