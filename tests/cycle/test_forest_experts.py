@@ -59,6 +59,14 @@ def test_forest_settings_and_incompatible_options_are_refused_when_the_config_lo
         config_from_dict(with_(experts__forest={"trees": 3}))
     with pytest.raises(ValidationError, match="mixtures must lie in \\[0, 1\\]"):
         config_from_dict(with_(experts__forest={"mixtures": [2.0]}))
+    with pytest.raises(ValidationError, match="random_state comes from the run's seed"):
+        config_from_dict(with_(experts__forest={"random_state": 3}))
+    with pytest.raises(ValidationError, match="experts.forest: .*max_features"):
+        config_from_dict(with_(experts__forest={"max_features": "nope"}))
+    with pytest.raises(ValidationError, match="experts.forest: "):
+        config_from_dict(with_(experts__forest={"prior_strengths": 5}))
+    with pytest.raises(ValidationError, match="use client_models: large"):
+        config_from_dict(with_(feedback__strategy="feddf", feedback__kwargs={"client_models": "experts"}))
     with pytest.raises(ValidationError, match="cannot be composed"):
         config_from_dict({**with_(), "gate": {"compose": 1}})
     with pytest.raises(ValidationError, match="'transfer_init' reads its experts' networks"):

@@ -57,6 +57,8 @@ def test_search_settings_are_checked_when_the_config_loads_and_stay_out_of_other
         config_from_dict(with_search(categorical={"depth": [1, 2]}))
     with pytest.raises(ValidationError, match="int_ranges.layers must be \\[low, high\\]"):
         config_from_dict(with_search(int_ranges={"layers": 3}))
+    with pytest.raises(ValidationError, match="experts.search: "):
+        config_from_dict(with_search(categorical={"width": 5}))
     with pytest.raises(ValidationError, match="low > high"):
         config_from_dict(with_search(int_ranges={"layers": [3, 1]}))
     distill = {**TINY, "experts": {"method": "distill", "epochs": 2}}

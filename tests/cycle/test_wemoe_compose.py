@@ -36,3 +36,18 @@ def test_wemoe_needs_fine_tuned_experts_and_its_default_keeps_fingerprints():
     gated = {**TINY, "gate": {"compose": 1}}
     assert "compose_method" not in run_fingerprint(config_from_dict(gated), 0)["config"]["gate"]
     assert run_fingerprint(config_from_dict(TINY), 0)["config"]["gate"]["compose_method"] == "wemoe"
+
+
+@pytest.mark.parametrize("method", ["gated", "wemoe"])
+def test_composing_measures_without_moving_the_runs_own_random_draws(tmp_path, method):
+    """The composed model is a measurement: with it or without it, every generation's large model
+    and experts get the same weights (dropout masks included)."""
+    two = {**TINY, "generations": 2, "large": {**TINY["large"], "module_kwargs": {"size": "small", "dropout": 0.3}},
+           "feedback": {**TINY["feedback"], "epochs": 2}}  # the merge then trains, with dropout
+    plain = run_experiment(config_from_dict({**two, "gate": {}}), tmp_path / "plain").cycles[0]
+    composed = run_experiment(config_from_dict({**two, "gate": {"compose": 1, "compose_method": method}}),
+                              tmp_path / method).cycles[0]
+    for a, b in zip(plain.generations[1:], composed.generations[1:]):
+        assert a.lineage["large"]["sha256"] == b.lineage["large"]["sha256"]
+        assert a.lineage["expert_sha256"] == b.lineage["expert_sha256"]
+        assert "composed" in b.accuracy and "composed" not in a.accuracy

@@ -80,13 +80,13 @@ def test_the_cycle_on_flower_gives_the_local_model_and_reports_its_rounds(strate
     # the report: the engine, rounds, bytes and seconds per round beside forgetting
     results = json.loads((tmp_path / "flower" / "results.json").read_text())
     feedback = results["seeds"][0]["generations"][1]["feedback"]
-    assert feedback["info"]["engine"] == "flower_rounds" and len(feedback["rounds"]) == 2
+    assert feedback["info"]["engine"] == "flower" and len(feedback["rounds"]) == 2
     assert all(r["bytes_sent"] > 0 and len(r["clients"]) == 5 for r in feedback["rounds"])
     local_feedback = json.loads((tmp_path / "local" / "results.json").read_text())["seeds"][0]["generations"][1]
     assert local_feedback["feedback"]["info"]["engine"] == "local"
     assert [r["bytes_sent"] for r in feedback["rounds"]] == [r["bytes_sent"] for r in local_feedback["feedback"]["rounds"]]
     report = (tmp_path / "flower" / "report.md").read_text()
-    assert "| flower_rounds | 2 |" in report and "bytes sent per round" in report
+    assert "| flower | 2 |" in report and "bytes sent per round" in report
 
 
 def test_bad_engines_are_refused_when_the_config_loads():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 import types
 import typing
@@ -34,7 +35,7 @@ import yaml
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.data import SUITES, check_suite_kwargs
-from crossfeed.exceptions import UnknownNameError, ValidationError
+from crossfeed.exceptions import UnknownNameError, ValidationError, missing_dependency
 from crossfeed.feedback import STRATEGIES, FedAvg, RoundsStrategy
 from crossfeed.models import ARCHITECTURES
 
@@ -499,17 +500,23 @@ def _check_forest(config: ExperimentConfig) -> None:
     from crossfeed.models import MetaForest
 
     kwargs = config.experts.forest
-    known = sorted(MetaForest().get_params())
+    known = sorted(set(MetaForest().get_params()) - {"random_state"})
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
-        raise ValidationError(f"experts.forest: unknown MetaForest parameters {unknown}; expected some of {known}")
+        raise ValidationError(f"experts.forest: unknown MetaForest parameters {unknown}; expected some of {known} "
+                              "(random_state comes from the run's seed)")
     try:
-        MetaForest(**kwargs)._check_params()
-    except ValidationError as exc:
+        forest = MetaForest(**kwargs)
+        forest._check_params()
+        forest._forest(1, 0)._validate_params()  # scikit-learn's own checks (max_features, min_samples_leaf)
+    except (ValidationError, TypeError, ValueError) as exc:
         raise ValidationError(f"experts.forest: {exc}") from None
     if config.gate.compose:
         raise ValidationError("gate.compose mixes torch networks; forest experts (experts.method: forest) cannot be "
                               "composed: set gate.compose: 0 or use experts.method: distill")
+    if config.feedback.kwargs.get("client_models") == "experts":
+        raise ValidationError("feedback.kwargs.client_models 'experts' trains each client on its expert's network; "
+                              "forest experts (experts.method: forest) have none: use client_models: large")
     for name in [config.feedback.strategy, *(c.strategy for c in config.feedback.compare)]:
         if STRATEGIES.get(name).needs_torch_experts:
             raise ValidationError(f"feedback strategy {name!r} reads its experts' networks; forest experts "
@@ -527,8 +534,10 @@ def _check_search(c: SearchConfig) -> None:
             raise ValidationError(f"experts.search.int_ranges.{name} must be [low, high]; got {bounds!r}")
     try:
         c.space()
-    except ValidationError as exc:
+    except (ValidationError, TypeError, ValueError) as exc:
         raise ValidationError(f"experts.search: {exc}") from None
+    if importlib.util.find_spec("optuna") is None:
+        raise missing_dependency("optuna", "search")
 
 
 def _check_gate(g: GateConfig) -> None:
@@ -572,6 +581,9 @@ def _check_flower(f: FeedbackConfig, source: str) -> None:
     if kwargs.get("client_models", "large") != "large":
         raise ValidationError(f"{source}: feedback.engine flower trains the large model's architecture on every client; "
                               f"feedback.kwargs.client_models {kwargs['client_models']!r} needs engine: local")
+    for module in ("flwr", "ray"):
+        if importlib.util.find_spec(module) is None:
+            raise missing_dependency(module, "federated")
 
 
 def _legacy_gate(data: Any, source: str) -> Any:

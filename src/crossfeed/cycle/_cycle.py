@@ -296,7 +296,8 @@ def _expert_domains(candidates: list[str], field: Mapping[str, Mapping[str, Any]
 def _train_generation(
     config: ExperimentConfig, suite: DomainSuite, g: int, large: TorchClassifier, expert_domains: list[str],
     seed: int, progress: Progress,
-) -> tuple[TorchClassifier, dict[str, TorchClassifier], FeedbackReport, dict[str, FeedbackReport], dict[str, float]]:
+) -> tuple[TorchClassifier, dict[str, Any], FeedbackReport, dict[str, FeedbackReport], dict[str, float],
+           dict[str, Any]]:
     """Spawn the experts of generation ``g`` from ``large`` and feed them back: every random step
     seeded from ``(seed, g)``, so the same inputs give the same weights."""
     spawn_seed, feedback_seed = _step_seeds(seed, g)
@@ -341,17 +342,12 @@ def _forest_experts(e: ExpertsConfig, suite: DomainSuite, domains: list[str], se
     for i, name in enumerate(domains):
         progress.stage(f"growing the meta forest of {name}'s expert")
         sources = [d for d in suite.names if d != name]
-        X = np.concatenate([_flat(suite[d].X_train) for d in sources])
+        X = np.concatenate([suite[d].X_train for d in sources])  # MetaForest flattens its rows
         y = np.concatenate([np.asarray(suite[d].y_train) for d in sources])
         labels = np.concatenate([np.full(len(suite[d].y_train), j) for j, d in enumerate(sources)])
-        forest = MetaForest(**{**e.forest, "random_state": seed + i}).fit(X, y, domains=labels)
-        experts[name] = forest.adapt(_flat(suite[name].X_train), suite[name].y_train)
+        forest = MetaForest(**e.forest, random_state=seed + i).fit(X, y, domains=labels)
+        experts[name] = forest.adapt(suite[name].X_train, suite[name].y_train)
     return experts
-
-
-def _flat(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X)
-    return X.reshape(len(X), -1)
 
 
 def _searched_experts(e: ExpertsConfig, suite: DomainSuite, large: TorchClassifier, domains: list[str], seed: int,

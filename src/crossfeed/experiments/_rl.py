@@ -21,6 +21,7 @@ import yaml
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.config import RLExperimentConfig
+from crossfeed.exceptions import ValidationError
 
 __all__ = ["run_rl_experiment"]
 
@@ -29,7 +30,8 @@ def run_rl_experiment(config: RLExperimentConfig, out: str | Path, *,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the RL cycle of ``config`` for each of its seeds into ``out``; return ``rl-results.json``'s content.
 
-    Needs ``crossfeed[rl]`` (gymnasium, stable-baselines3).
+    Needs ``crossfeed[rl]`` (gymnasium, stable-baselines3). Every seed runs from generation 0
+    (the RL cycle does not resume); a folder holding a supervised experiment is refused.
     """
     import torch
 
@@ -37,6 +39,9 @@ def run_rl_experiment(config: RLExperimentConfig, out: str | Path, *,
     from crossfeed.rl import run_rl_cycle
 
     root = Path(out)
+    if (root / "results.json").exists() or any(root.glob("seed-*/gen-*/generation.json")):
+        raise ValidationError(f"{root} holds a supervised experiment's results; an RL experiment needs its own folder "
+                              "(pass another --out)")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(root / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False).encode())
     cycles = []

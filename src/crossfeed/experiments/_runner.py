@@ -108,6 +108,9 @@ def load_experiment(run_dir: str | Path) -> ExperimentResult:
             "(default runs/<config name>)"
         )
     config = load_config(root / "config.yaml")
+    if not isinstance(config, ExperimentConfig):  # kind: rl
+        raise ValidationError(f"{root} is an RL experiment (kind: rl): its results are {root / 'rl-results.json'} "
+                              "and each seed's rl-report.md, written by `crossfeed run`")
     cycles = [c for seed in config.seeds if (c := load_cycle(root / f"seed-{seed}")) is not None]
     if not cycles:
         raise ValidationError(f"{root} holds no finished generation yet; wait for generation 0 or rerun the config")

@@ -55,6 +55,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossfeed._cache import atomic_write_bytes
 from crossfeed.exceptions import EmptyDataError, ValidationError, missing_dependency
 from crossfeed.federated._simulate import Client, FederatedRun, _check_inputs, _suite
 from crossfeed.feedback import (
@@ -87,7 +89,7 @@ from crossfeed.feedback import (
     screen_update,
 )
 from crossfeed.models import TorchClassifier, build_module, fitted_copy, load_model, save_model
-from crossfeed.training import torch_threads
+from crossfeed.training import resolve_device, torch_threads
 
 __all__ = ["FlowerJob", "flower_rounds", "read_flower_run", "run_flower", "write_flower_app", "write_flower_job"]
 
@@ -608,17 +610,24 @@ def flower_rounds(strategy: RoundsStrategy, ctx: FeedbackContext, start: nn.Modu
     if getattr(strategy, "client_models", "large") != "large":
         raise ValidationError(f"engine flower trains the large model's architecture on every client; "
                               f"{strategy.name} client_models={strategy.client_models!r} needs engine: local")
+    if resolve_device(ctx.settings.device).type != "cpu":
+        raise ValidationError(f"engine flower trains every client on a CPU (1 CPU per client in Flower's Simulation "
+                              f"Runtime, no GPU), so device {ctx.settings.device!r} would make it differ from engine "
+                              "local; set device: cpu, or use engine: local on the GPU")
     names = [ctx.general, *[n for n in ctx.experts if n != ctx.general]]
     clients = [Client(n, np.asarray(ctx.suite[n].X_train), np.asarray(ctx.suite[n].y_train)) for n in names]
     server_X = None
     if callable(getattr(strategy, "transfer_data", None)):  # FedDF: the server's own unlabelled rows
-        server_X = strategy.transfer_data(ctx)
+        server_X = strategy.transfer_data(ctx).reshape(-1, *np.asarray(clients[0].X).shape[1:])  # the clients' shape
         strategy = type(strategy)(**{**strategy.get_params(), "transfer": "general"})  # on Flower: the server's rows
     general = ctx.suite[ctx.general]
     val = (general.X_val, general.y_val) if getattr(strategy, "early_stopping", False) else None
     model = fitted_copy(ctx.large, copy.deepcopy(start))
     run = _simulation(_make_job(strategy, model, clients, ctx.settings, server_X, None, None, None, val), clients)
     return run.model.module_, run.rounds
+
+
+flower_rounds.engine_name = "flower"  # type: ignore[attr-defined]  # what the report and FeedbackConfig.engine call it
 
 
 def _simulation(job: _Job, clients: Sequence[Client],
@@ -636,6 +645,9 @@ def _simulation(job: _Job, clients: Sequence[Client],
 def _simulate_apps(server_app: Any, client_app: Callable[[str], Any], clients: Sequence[Client]) -> float:
     """Run ``server_app`` and one ``client_app(data_dir)`` per client in Flower's Simulation Runtime
     (Ray, 1 CPU per client), client ``i``'s rows in ``data_dir/partition-<i>.npz``; return the seconds."""
+    _flwr()
+    if importlib.util.find_spec("ray") is None:  # flwr's run_simulation would exit the interpreter
+        raise missing_dependency("ray", "federated")
     from flwr.simulation import run_simulation
 
     flwr_log = logging.getLogger("flwr")
@@ -717,12 +729,14 @@ def write_flower_job(directory: str | os.PathLike[str], strategy: RoundsStrategy
                                 "test_y": None if job.test is None else job.test[1],
                                 "val_X": None if job.server_val is None else job.server_val[0],
                                 "val_y": None if job.server_val is None else job.server_val[1]}.items() if v is not None}
-    np.savez(server / "server.npz", **arrays)
-    (server / "job.json").write_text(json.dumps({
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(server / "server.npz", buffer.getvalue())
+    atomic_write_bytes(server / "job.json", json.dumps({
         "format": JOB_FORMAT, "format_version": 1, "strategy": strategy.name,
         "params": _jsonable(strategy.get_params(), "strategy parameters"), "settings": settings.to_dict(),
         "clients": job.names, "sample_shape": list(job.sample_shape), "timeout_s": timeout_s,
-        "node_wait_s": float(node_wait_s)}, indent=2))
+        "node_wait_s": float(node_wait_s)}, indent=2).encode())
     files = []
     for i, c in enumerate(clients):
         files.append(data / f"partition-{i}.npz")
@@ -766,7 +780,8 @@ def _write_result(context: Any, job: _Job, result: tuple) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(out / "final.safetensors"))
     rounds = [{"round": r.round, "clients": list(r.clients), "kept_previous": r.kept_previous, "seconds": r.seconds,
                "bytes_sent": r.bytes_sent, "failures": [[f.client, f.reason] for f in r.failures]} for r in log]
-    (out / "log.json").write_text(json.dumps({"rounds": rounds, "accuracy": accuracy}, indent=2))
+    # log.json is the "finished" marker read_flower_run waits for: written whole or not at all
+    atomic_write_bytes(out / "log.json", json.dumps({"rounds": rounds, "accuracy": accuracy}, indent=2).encode())
 
 
 def _deployed_server_app() -> Any:

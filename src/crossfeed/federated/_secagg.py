@@ -170,6 +170,12 @@ class _CountingGrid:
         return getattr(self.grid, name)
 
 
+def _client_of(reason: str) -> str:
+    """The client an error reply names (the client step's errors start ``client 'name'``), else "?"."""
+    start = reason.find("client '")
+    return reason[start + 8:reason.index("'", start + 8)] if start >= 0 and "'" in reason[start + 8:] else "?"
+
+
 def _server_strategy(job: _SecureJob, grid: _CountingGrid) -> Any:
     """A Flower ``Strategy`` around the global network: FitIns for every client, the global network
     plus the securely averaged update, the round log and the test accuracy."""
@@ -204,7 +210,8 @@ def _server_strategy(job: _SecureJob, grid: _CountingGrid) -> Any:
             return [(proxy, FitIns(parameters, config)) for proxy in client_manager.all().values()]
 
         def aggregate_fit(self, server_round: int, results: list, failures: list) -> tuple[Any, dict]:
-            dropped = tuple(Failure("?", f"{type(f).__name__}: {f}") for f in failures)
+            # the workflow may list one error reply twice (its masked-vector stage records failures in two loops)
+            dropped = tuple(Failure(_client_of(str(f)), str(f)) for f in dict.fromkeys(str(f) for f in failures))
             names = tuple(sorted(str(res.metrics.get("client", "?")) for _, res in results))
             mean = parameters_to_ndarrays(results[0][1].parameters) if results else None
             if mean is None or not finite_arrays({str(i): torch.as_tensor(a) for i, a in enumerate(mean)}):

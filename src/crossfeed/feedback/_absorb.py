@@ -37,7 +37,8 @@ from crossfeed.training import Batch, TrainingHook, torch_threads
 
 __all__ = ["DomainFeedback", "FeedbackReport", "RoundsEngine", "absorb"]
 
-#: How a rounds strategy's rounds run: ``engine(strategy, ctx, start) -> (final network, log)``.
+#: How a rounds strategy's rounds run: ``engine(strategy, ctx, start) -> (final network, log)``;
+#: its ``engine_name`` attribute (else its ``__name__``) is what the report calls it.
 #: The default is :func:`~crossfeed.feedback.run_rounds` (in process);
 #: :func:`crossfeed.federated.flower_rounds` runs the same rounds as Flower apps.
 RoundsEngine = Callable[[RoundsStrategy, FeedbackContext, nn.Module], tuple[nn.Module, list[RoundLog]]]
@@ -199,8 +200,9 @@ def absorb(
     large = check_torch_model(large, owner="absorb")
     strat = resolve_strategy(strategy, params)
     if engine is not None and not isinstance(strat, RoundsStrategy):
-        raise ValidationError(f"strategy {strat.name!r} has no rounds, so it runs in one place; an engine only runs "
-                              "the rounds of a rounds strategy (fedavg, fedprox, dp_fedavg, feddf, fedmd, ...)")
+        raise ValidationError(f"strategy {strat.name!r} has no rounds, so it runs in one place; an engine runs the "
+                              "rounds of a rounds strategy (crossfeed.federated.flower_rounds: fedavg, fedprox, "
+                              "dp_fedavg, feddf)")
     settings = resolve_settings(large, settings, epochs=epochs, lr=lr, random_state=random_state)
     _check_experts(large, experts, suite, strat)
 
@@ -218,7 +220,8 @@ def absorb(
     general = suite.general_domain
     info = {} if data is None else dict(data.info)
     if isinstance(strat, RoundsStrategy):
-        info["engine"] = "local" if engine is None else getattr(engine, "__name__", type(engine).__name__)
+        info["engine"] = "local" if engine is None else str(
+            getattr(engine, "engine_name", getattr(engine, "__name__", type(engine).__name__)))
     report = FeedbackReport(strat.name, {}, general, 0.0, wall, {**info, "replaced_experts": replaced},
                             settings=settings, params=strat.get_params(), rounds=rounds)
     for domain in suite:

@@ -15,6 +15,7 @@ labelled by the ensemble, until the field rows make ``field_share`` of the train
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -45,8 +46,9 @@ AVERAGES = ("logits", "probabilities")
 GENERAL_TEACHERS = ("large", "ensemble")
 
 
-def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: float = 1.0) -> np.ndarray:
-    """One teacher from several: the members' outputs averaged with equal weights.
+def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: float = 1.0,
+                    weights: Sequence[float] | None = None) -> np.ndarray:
+    """One teacher from several: the members' outputs averaged (with equal ``weights`` by default).
 
     - ``"logits"``: the mean of the logits (FedDF's choice; a normalised geometric mean of the
       probabilities, so a member that is sure a class is wrong can veto it).
@@ -58,6 +60,7 @@ def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: fl
     logits : array of shape (n_members, n_samples, n_classes)
     average : "logits" or "probabilities"
     temperature : float > 0, used by ``"probabilities"`` only.
+    weights : n_members non-negative numbers, not all zero (normalised); None: equal.
 
     Returns
     -------
@@ -75,9 +78,14 @@ def ensemble_logits(logits: np.ndarray, average: str = "logits", temperature: fl
     z = torch.as_tensor(np.asarray(logits, dtype=np.float32))
     if z.ndim != 3 or z.shape[0] == 0:
         raise ValidationError(f"logits must have shape (n_members, n_samples, n_classes); got {tuple(z.shape)}")
+    w = torch.full((z.shape[0],), 1.0 / z.shape[0]) if weights is None else torch.as_tensor(
+        np.asarray(weights, dtype=np.float32))
+    if w.shape != (z.shape[0],) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValidationError(f"weights must be {z.shape[0]} non-negative numbers, not all zero; got {weights!r}")
+    w = (w / w.sum()).view(-1, 1, 1)
     if average == "logits":
-        return z.mean(dim=0).numpy()
-    mean = torch.softmax(z / temp, dim=-1).mean(dim=0)
+        return (w * z).sum(dim=0).numpy()
+    mean = (w * torch.softmax(z / temp, dim=-1)).sum(dim=0)
     return (temp * torch.log(mean.clamp_min(1e-12))).numpy()
 
 

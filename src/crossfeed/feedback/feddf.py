@@ -36,6 +36,7 @@ from crossfeed.feedback._base import FeedbackContext, flat, register
 from crossfeed.feedback._merging import average_weights
 from crossfeed.feedback._params import Param
 from crossfeed.feedback._rounds import Failure, LocalTask, LocalUpdate, RoundState, client_data, module_with_state
+from crossfeed.feedback.ensemble_distill import ensemble_logits
 from crossfeed.feedback.fedavg import FedAvg
 from crossfeed.training import TrainConfig, TrainingHook, seeded_rng, train
 
@@ -88,27 +89,24 @@ def average_logits(modules: list[nn.Module], X: np.ndarray, weights: list[float]
 
 
 def average_probabilities(modules: list[nn.Module], X: np.ndarray, weights: list[float] | None = None,
-                          batch_size: int = 1024) -> np.ndarray:
-    """The log of the (weighted) mean of the networks' softmax on ``X``: an ensemble teacher whose
-    ``softmax`` is that mean (``teacher_probabilities`` of it at temperature 1).
+                          temperature: float = 1.0, batch_size: int = 1024) -> np.ndarray:
+    """An ensemble teacher whose ``softmax(out / temperature)`` is the (weighted) mean of the
+    networks' ``softmax(logits / temperature)`` on ``X``
+    (:func:`~crossfeed.feedback.ensemble_logits` with ``"probabilities"``).
 
     Example
     -------
     >>> a, b = nn.Linear(2, 3), nn.Linear(2, 3)
     >>> X = np.ones((4, 2), dtype=np.float32)
-    >>> p = teacher_probabilities(average_probabilities([a, b], X))
-    >>> q = (teacher_probabilities(average_logits([a], X)) + teacher_probabilities(average_logits([b], X))) / 2
+    >>> p = teacher_probabilities(average_probabilities([a, b], X, temperature=3.0), 3.0)
+    >>> q = (teacher_probabilities(average_logits([a], X), 3.0) + teacher_probabilities(average_logits([b], X), 3.0)) / 2
     >>> np.allclose(p, q, atol=1e-6)
     True
     """
     if not modules:
         raise EmptyDataError("average_probabilities needs at least one network")
-    w = np.full(len(modules), 1.0) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(modules),) or (w < 0).any() or w.sum() <= 0:
-        raise ValidationError(f"weights must be {len(modules)} non-negative numbers, not all zero; got {weights!r}")
-    w = w / w.sum()
-    mean = sum(wi * teacher_probabilities(average_logits([m], X, batch_size=batch_size)) for wi, m in zip(w, modules))
-    return np.log(np.maximum(mean, 1e-12)).astype(np.float32)
+    members = np.stack([average_logits([m], X, batch_size=batch_size) for m in modules])
+    return ensemble_logits(members, "probabilities", temperature, weights)
 
 
 def teacher_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -274,8 +272,9 @@ class FedDF(FedAvg):
             template = self._prototypes.get(key, group[0].module)
             states = [u.state() for u in group]
             self._prototypes[key] = module_with_state(template, average_weights(states, [u.weight for u in group]))
-        ensemble = average_logits if self.teacher == "logits" else average_probabilities
-        teacher = ensemble([u.module for u in updates], self._transfer, [u.weight for u in updates])
+        networks, weights = [u.module for u in updates], [u.weight for u in updates]
+        teacher = (average_logits(networks, self._transfer, weights) if self.teacher == "logits"
+                   else average_probabilities(networks, self._transfer, weights, self.temperature))
         config = dataclasses.replace(self._server_config, seed=self._server_config.seed + 7919 * round)
         for key, prototype in self._prototypes.items():
             self._prototypes[key] = distill_into(prototype, self._transfer, teacher, config, self.temperature,
