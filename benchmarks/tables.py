@@ -601,10 +601,25 @@ def feddf_es(*names: str) -> str:
              "|---|---|---|---|---|---|"]
     for f in files:
         for key, cell in f["table"].items():
-            lines.append(f"| {key} | " + " | ".join(_pc(cell[x]["accuracy"]) for x in ("fedavg", "feddf", "feddf_es"))
+            seeds = sorted({r["seed"] for r in f["runs"]})
+            lines.append(f"| {key}, seeds {seeds} | "
+                         + " | ".join(_pc(cell[x]["accuracy"]) for x in ("fedavg", "feddf", "feddf_es"))
                          + f" | {_span(cell['feddf_minus_fedavg_points'], 1)} | "
                          f"{_span(cell['feddf_es_minus_fedavg_points'], 1)} |")
     return "\n".join(lines)
+
+
+def feddf_es_pooled(*names: str) -> str:
+    """One row over the runs of several files of the same setting (e.g. two batches of seeds)."""
+    files = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    runs = [r for f in files for r in f["runs"]]
+    seeds = sorted(r["seed"] for r in runs)
+    cells = [_pc(_summ([r[m]["accuracy"] for r in runs])) for m in ("fedavg", "feddf", "feddf_es")]
+    gaps = [_span(_summ([100 * (r[m]["accuracy"] - r["fedavg"]["accuracy"]) for r in runs]), 1)
+            for m in ("feddf", "feddf_es")]
+    wins = sum(r["feddf_es"]["accuracy"] - r["fedavg"]["accuracy"] >= 0.0271 for r in runs)
+    return (f"| pooled, seeds {seeds} | " + " | ".join(cells + gaps) + " |\n\n"
+            f"feddf_es beats fedavg by >= 2.71 points on {wins} of {len(runs)} seeds.")
 
 
 def _args(settings: dict) -> str:
