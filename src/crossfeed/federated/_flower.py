@@ -85,8 +85,8 @@ from crossfeed.feedback import (
     RoundsStrategy,
     RoundState,
     TrainSettings,
+    keep_update,
     run_rounds,
-    screen_update,
 )
 from crossfeed.models import TorchClassifier, build_module, fitted_copy, load_model, save_model
 from crossfeed.training import resolve_device, torch_threads
@@ -326,14 +326,9 @@ class _MessageExchange:
             if reply.has_error():
                 failures.append(Failure(task.client, reply.error.reason or "the client replied with an error"))
                 continue
-            update = self._update(r, task, start, reply)
-            failure = screen_update(update, timeout_s)
-            if failure is not None:
-                failures.append(failure)
-            else:
-                updates.append(update)
-                if strategy.persistent_clients:
-                    self.own.add(task.client)
+            if keep_update(self._update(r, task, start, reply), timeout_s, updates, failures) \
+                    and strategy.persistent_clients:
+                self.own.add(task.client)
         return updates, failures
 
     def _start(self, strategy: RoundsStrategy, task: LocalTask, state: RoundState) -> nn.Module | None:

@@ -47,7 +47,7 @@ from crossfeed.feedback._params import Param
 from crossfeed.training import TrainingHook, seeded_rng, train
 
 __all__ = ["Exchange", "Failure", "LocalTask", "LocalUpdate", "RoundLog", "RoundState", "RoundsStrategy",
-           "checked_aggregate", "finite_arrays", "run_rounds", "screen_update", "train_here"]
+           "checked_aggregate", "finite_arrays", "keep_update", "run_rounds", "screen_update", "train_here"]
 
 logger = logging.getLogger(__name__)
 
@@ -211,13 +211,8 @@ def train_here(strategy: RoundsStrategy, r: int, tasks: Sequence[LocalTask], sta
             logger.warning("round %d: client %r failed: %s", r, task.client, exc)
             failures.append(Failure(task.client, f"{type(exc).__name__}: {exc}"))
             continue
-        failure = screen_update(update, timeout_s)
-        if failure is not None:
-            failures.append(failure)
-        else:
-            updates.append(update)
-            if strategy.persistent_clients:
-                state.clients[task.client] = update.module
+        if keep_update(update, timeout_s, updates, failures) and strategy.persistent_clients:
+            state.clients[task.client] = update.module
     return updates, failures
 
 
@@ -256,6 +251,18 @@ def screen_update(update: LocalUpdate, timeout_s: float | None) -> Failure | Non
     if not finite_arrays(update.arrays) or (update.module is not None and not finite_arrays(update.module.state_dict())):
         return Failure(update.client, "non-finite weights (NaN or inf)")
     return None
+
+
+def keep_update(update: LocalUpdate, timeout_s: float | None, updates: list[LocalUpdate],
+                failures: list[Failure]) -> bool:
+    """File a returned update under ``updates``, or under ``failures`` when :func:`screen_update`
+    drops it; True when it was kept (every exchange sorts its replies this way)."""
+    failure = screen_update(update, timeout_s)
+    if failure is not None:
+        failures.append(failure)
+        return False
+    updates.append(update)
+    return True
 
 
 def checked_aggregate(strategy: RoundsStrategy, round: int, start: nn.Module, updates: list[LocalUpdate],
