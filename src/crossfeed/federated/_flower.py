@@ -468,11 +468,8 @@ def _train_step(message: Any, context: Any, data_dir: str | None) -> Any:
     config = message.content["config"]
     X_own, y_own = _client_rows(context, data_dir)
     name = str(config["client"])
-    cls = STRATEGIES.get(str(config["strategy"]))
-    strategy = cls(**cls.check_params(json.loads(str(config["params"]))))
-    settings = TrainSettings(**json.loads(str(config["settings"])))
+    strategy, settings, arch = _step_spec(config)
     task_settings = TrainSettings(**json.loads(str(config["task-settings"]))) if config["task-settings"] else None
-    arch = json.loads(str(config["architecture"]))
     start = _build(arch)
     if "start" in message.content:
         start.load_state_dict(message.content["start"].to_torch_state_dict())
@@ -494,31 +491,53 @@ def _train_step(message: Any, context: Any, data_dir: str | None) -> Any:
     if "soft" in rows:  # one-hot targets for the own rows, after the server's soft ones (as in FedMD's task)
         onehot = np.eye(len(classes), dtype=np.float32)[np.searchsorted(classes, y[len(rows["y"]):])]
         soft = np.concatenate([rows["soft"], onehot])
-    large = TorchClassifier(arch["module"], module_kwargs=arch["module_kwargs"] or None)
-    large.classes_, large.n_features_in_, large.module_ = classes, int(arch["n_features"]), start
     public = context.state[_PUBLIC]["X"].numpy() if _PUBLIC in context.state else None
     suite = _suite([Client(name, X_own, np.asarray(y_own))], classes, public, None)
-    ctx = FeedbackContext(large=large, experts={name: None}, suite=suite, settings=settings)
+    ctx = FeedbackContext(large=_shell(arch, classes, start), experts={name: None}, suite=suite, settings=settings)
     if type(strategy).reply is not RoundsStrategy.reply:
         strategy.local_tasks(1, RoundState(ctx, start))  # the per-run state its reply reads (FedMD: the public rows)
     hooks = strategy.client_hooks(start) if hasattr(strategy, "client_hooks") else ()
-    base = task_settings or settings
-    # run_rounds trains its one task with seed offset 1000 (round 1, task 0): shift the seed to this task's offset
-    shifted = dataclasses.replace(base, seed=base.seed + int(config["seed-offset"]) - 1000)
-    task = LocalTask(name, X, y, weight=len(y_own), start=start, hooks=list(hooks), settings=shifted,
+    task = LocalTask(name, X, y, weight=len(y_own), start=start, hooks=list(hooks), settings=task_settings,
                      soft_targets=soft)
-    one = _OneTask(task, strategy.reply)
-    with torch_threads(base.threads):
-        _, log = run_rounds(one, ctx, start)
-    if one.update is None:
-        reason = log[0].failures[0].reason if log and log[0].failures else "no update"
+    update, reason = _client_step(task, ctx, int(config["seed-offset"]), strategy.reply)
+    if update is None:
         return flwr.app.Message(flwr.app.Error(code=2, reason=reason), reply_to=message)
     if strategy.persistent_clients:
-        context.state[_OWN_NETWORK] = _records(_state(one.update.module))
+        context.state[_OWN_NETWORK] = _records(_state(update.module))
     content = flwr.app.RecordDict({
-        "reply": _records({k: v.cpu().numpy() for k, v in one.update.arrays.items()}),
-        "metrics": flwr.app.MetricRecord({"num-examples": int(len(y_own)), "seconds": float(one.update.seconds)})})
+        "reply": _records({k: v.cpu().numpy() for k, v in update.arrays.items()}),
+        "metrics": flwr.app.MetricRecord({"num-examples": int(len(y_own)), "seconds": float(update.seconds)})})
     return flwr.app.Message(content, reply_to=message)
+
+
+def _step_spec(config: Any) -> tuple[RoundsStrategy, TrainSettings, dict[str, Any]]:
+    """The strategy (rebuilt from its registered name and parameters), the settings and the
+    architecture a server's message names."""
+    cls = STRATEGIES.get(str(config["strategy"]))
+    strategy = cls(**cls.check_params(json.loads(str(config["params"]))))
+    return strategy, TrainSettings(**json.loads(str(config["settings"]))), json.loads(str(config["architecture"]))
+
+
+def _shell(arch: Mapping[str, Any], classes: np.ndarray, module: nn.Module) -> TorchClassifier:
+    """A fitted TorchClassifier around ``module``: the large model as a client's context sees it."""
+    large = TorchClassifier(arch["module"], module_kwargs=arch["module_kwargs"] or None)
+    large.classes_, large.n_features_in_, large.module_ = classes, int(arch["n_features"]), module
+    return large
+
+
+def _client_step(task: LocalTask, ctx: FeedbackContext, seed_offset: int,
+                 reply: Callable[[nn.Module, LocalTask], dict[str, torch.Tensor]]) -> tuple[LocalUpdate | None, str]:
+    """One client's step through the rounds driver, seeded as task ``seed_offset`` of
+    :func:`~crossfeed.feedback.run_rounds` (``1000 r + i``): the update, or None and why not."""
+    base = task.settings or ctx.settings
+    # run_rounds trains its one task with seed offset 1000 (round 1, task 0): shift the seed to this task's offset
+    shifted = dataclasses.replace(base, seed=base.seed + seed_offset - 1000)
+    one = _OneTask(dataclasses.replace(task, settings=shifted), reply)
+    with torch_threads(base.threads):
+        _, log = run_rounds(one, ctx, task.start)
+    if one.update is None:
+        return None, log[0].failures[0].reason if log and log[0].failures else "no update"
+    return one.update, ""
 
 
 def _client_app(data_dir: str | None = None) -> Any:

@@ -44,13 +44,16 @@ from torch import nn
 
 from crossfeed.exceptions import ValidationError, missing_dependency
 from crossfeed.federated._flower import (
+    NODE_WAIT_S,
     _architecture,
     _build,
     _client_rows,
+    _client_step,
     _jsonable,
-    _OneTask,
     _partition_id,
+    _shell,
     _simulate_apps,
+    _step_spec,
 )
 from crossfeed.federated._simulate import Client, FederatedRun, _check_inputs
 from crossfeed.feedback import (
@@ -64,7 +67,6 @@ from crossfeed.feedback import (
     RoundLog,
     TrainSettings,
     finite_arrays,
-    run_rounds,
 )
 from crossfeed.models import TorchClassifier, fitted_copy
 from crossfeed.training import torch_threads
@@ -247,7 +249,7 @@ class _SecureJob:
     max_weight: float
     arch: dict[str, Any]
     test: tuple[np.ndarray, np.ndarray] | None
-    node_wait_s: float = 120.0
+    node_wait_s: float = NODE_WAIT_S
 
 
 def _secure_server_app(job: _SecureJob, out: dict[str, Any]) -> Any:
@@ -302,38 +304,27 @@ def _errors_as_replies(message: Any, context: Any, call_next: Any) -> Any:
 def _secure_step(context: Any, data_dir: str | None, parameters: list[np.ndarray],
                  config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
     """Train the received network on the own rows (the rounds driver's one task); return the update."""
-    import dataclasses
-
     X_own, y_own = _client_rows(context, data_dir)
     pid = _partition_id(context)
     name = json.loads(str(config["names"]))[pid]
-    cls = STRATEGIES.get(str(config["strategy"]))
-    strategy = cls(**cls.check_params(json.loads(str(config["params"]))))
-    settings = TrainSettings(**json.loads(str(config["settings"])))
-    arch = json.loads(str(config["architecture"]))
+    strategy, settings, arch = _step_spec(config)
     start = _load_float_state(_build(arch), parameters)
-    classes = np.arange(int(arch["n_classes"]))
-    large = TorchClassifier(arch["module"], module_kwargs=arch["module_kwargs"] or None)
-    large.classes_, large.n_features_in_, large.module_ = classes, int(arch["n_features"]), start
     X = np.asarray(X_own, dtype=np.float32).reshape(len(X_own), int(arch["n_features"]))
     y = np.asarray(y_own).astype(np.int64)  # the server sent class indices (see run_secure)
-    ctx = FeedbackContext(large=large, experts={name: None}, suite=None, settings=settings)
-    # run_rounds trains its one task with seed offset 1000: shift to this client's offset (1000 r + partition id)
-    shifted = dataclasses.replace(settings, seed=settings.seed + 1000 * int(config["round"]) + pid - 1000)
-    task = LocalTask(name, X, y, weight=len(y), start=start, hooks=strategy.client_hooks(start), settings=shifted)
-    one = _OneTask(task, lambda module, task: module.state_dict())
-    with torch_threads(settings.threads):
-        _, log = run_rounds(one, ctx, start)
-    if one.update is None:
-        raise ValidationError(log[0].failures[0].reason if log and log[0].failures else "no update")
-    update = [t - s for t, s in zip(_float_state(one.update.module), parameters, strict=True)]
+    ctx = FeedbackContext(large=_shell(arch, np.arange(int(arch["n_classes"])), start), experts={name: None},
+                          suite=None, settings=settings)
+    task = LocalTask(name, X, y, weight=len(y), start=start, hooks=strategy.client_hooks(start))
+    trained, reason = _client_step(task, ctx, 1000 * int(config["round"]) + pid, lambda module, task: module.state_dict())
+    if trained is None:
+        raise ValidationError(reason)
+    update = [t - s for t, s in zip(_float_state(trained.module), parameters, strict=True)]
     limit = float(config["clipping-range"])
     largest = max((float(np.abs(u).max()) for u in update if u.size), default=0.0)
     if largest > limit:
         raise ValidationError(f"client {name!r}: its update reaches {largest:.3g}, outside the clipping range "
                               f"[-{limit:g}, {limit:g}] that SecAgg+ quantizes in; raise SecAggPlus.clipping_range "
                               "(or lower the learning rate or local epochs)")
-    return update, len(y), {"client": name, "seconds": float(one.update.seconds)}
+    return update, len(y), {"client": name, "seconds": float(trained.seconds)}
 
 
 def run_secure(strategy: FedAvg, model: TorchClassifier, clients: Sequence[Client], *,

@@ -249,12 +249,12 @@ class MetaForest(ClassifierMixin, BaseEstimator):
             meta["adapted_with"] = dict(self.adapted_with_)
             fresh = getattr(self, "fresh_", None)
             if fresh is not None:
-                trees = ArrayForest.of(fresh).trees
-                for t, tree in enumerate(trees):
+                fresh = ArrayForest.of(fresh)
+                for t, tree in enumerate(fresh.trees):
                     for key in ArrayForest.KEYS:
-                        arrays[f"fresh.{t}.{key}"] = np.ascontiguousarray(tree[key])
-                arrays["fresh.classes"] = np.asarray(ArrayForest.of(fresh).classes_, dtype=np.int64)
-                meta["fresh_trees"] = len(trees)
+                        arrays[f"fresh.{t}.{key}"] = tree[key]
+                arrays["fresh.classes"] = np.asarray(fresh.classes_, dtype=np.int64)
+                meta["fresh_trees"] = len(fresh.trees)
         # C order throughout: safetensors writes the raw buffer (scikit-learn's apply returns Fortran order)
         return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 

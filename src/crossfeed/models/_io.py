@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def _save_forest(model: MetaForest, path: str | os.PathLike[str]) -> Path:
     return _write_folder(Path(path), config, lambda file: save_numpy(arrays, str(file)))
 
 
-def _write_folder(target: Path, config: dict[str, Any], write_weights: Any) -> Path:
+def _write_folder(target: Path, config: dict[str, Any], write_weights: Callable[[Path], None]) -> Path:
     """Write ``model.safetensors`` (``write_weights(file)``) and ``config.json`` (with both
     checksums) into a temporary sibling of ``target`` and rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
