@@ -7,7 +7,12 @@ import types
 import numpy as np
 import pytest
 
-from crossfeed.federated import _flower
+from crossfeed.federated import _flower, clients_from_parts, dirichlet_partition
+from crossfeed.feedback import TrainSettings
+from crossfeed.models import TorchClassifier
+
+#: Local training of every federated test's clients.
+SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +22,16 @@ def blobs():
     centres = rng.normal(scale=2.0, size=(4, 8))
     y = rng.integers(0, 4, 600)
     return (centres[y] + rng.normal(size=(600, 8))).astype(np.float32), y
+
+
+def federation(blobs, rows: int, n_clients: int, alpha: float, min_samples: int):
+    """The first ``rows`` blobs dealt to ``n_clients`` clients (Dirichlet, seed 0), and the initial
+    global model: an MLP fitted for one epoch on blobs 400-419 (every class, no client's row)."""
+    X, y = blobs
+    parts = dirichlet_partition(y[:rows], n_clients, alpha=alpha, seed=0, min_samples=min_samples)
+    init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
+    init.fit(X[400:420], y[400:420])
+    return clients_from_parts(X[:rows], y[:rows], parts), init
 
 
 class LocalGrid:

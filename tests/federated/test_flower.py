@@ -26,29 +26,23 @@ from crossfeed.federated import (  # noqa: E402
     Client,
     _flower,
     clients_from_parts,
-    dirichlet_partition,
     read_flower_run,
     run_flower,
     simulate,
     write_flower_app,
     write_flower_job,
 )
-from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, Reptile, TrainSettings  # noqa: E402
+from crossfeed.feedback import FedAvg, FedDF, FedMD, FedProx, Reptile  # noqa: E402
 from crossfeed.models import TorchClassifier  # noqa: E402
 
-from .conftest import LocalGrid  # noqa: E402
-
-SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
+from .conftest import SETTINGS, LocalGrid, federation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def data(blobs):
     X, y = blobs
-    parts = dirichlet_partition(y[:300], 3, alpha=0.3, seed=0, min_samples=10)
-    init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
-    init.fit(X[400:420], y[400:420])
-    return {"clients": clients_from_parts(X[:300], y[:300], parts), "init": init, "server_X": X[400:500],
-            "test": (X[500:], y[500:])}
+    clients, init = federation(blobs, rows=300, n_clients=3, alpha=0.3, min_samples=10)
+    return {"clients": clients, "init": init, "server_X": X[400:500], "test": (X[500:], y[500:])}
 
 
 def weights(module):

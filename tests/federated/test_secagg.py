@@ -21,26 +21,19 @@ from crossfeed.federated import (  # noqa: E402
     SecAggPlus,
     _flower,
     _secagg,
-    clients_from_parts,
-    dirichlet_partition,
     run_secure,
     simulate,
 )
-from crossfeed.feedback import DPFedAvg, FedAvg, FedDF, FedProx, TrainSettings  # noqa: E402
-from crossfeed.models import TorchClassifier  # noqa: E402
+from crossfeed.feedback import DPFedAvg, FedAvg, FedDF, FedProx  # noqa: E402
 
-from .conftest import LocalGrid  # noqa: E402
-
-SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
+from .conftest import SETTINGS, LocalGrid, federation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def data(blobs):
     X, y = blobs
-    parts = dirichlet_partition(y[:400], 4, alpha=0.5, seed=0, min_samples=20)
-    init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
-    init.fit(X[400:420], y[400:420])
-    return {"clients": clients_from_parts(X[:400], y[:400], parts), "init": init, "test": (X[500:], y[500:])}
+    clients, init = federation(blobs, rows=400, n_clients=4, alpha=0.5, min_samples=20)
+    return {"clients": clients, "init": init, "test": (X[500:], y[500:])}
 
 
 def weights(module):

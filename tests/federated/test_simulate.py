@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from crossfeed.exceptions import EmptyDataError, LabelMismatchError, ValidationError
-from crossfeed.federated import Client, clients_from_parts, dirichlet_partition, simulate
+from crossfeed.federated import Client, simulate
 from crossfeed.feedback import (
     FedAvg,
     FedDF,
@@ -22,16 +22,13 @@ from crossfeed.feedback.feddf import teacher_probabilities
 from crossfeed.models import TorchClassifier
 from crossfeed.training import TrainingHook
 
-SETTINGS = TrainSettings(epochs=2, lr=5e-3, batch_size=32, threads=1, seed=0)
+from .conftest import SETTINGS, federation
 
 
 @pytest.fixture(scope="module")
 def data(blobs):
     X, y = blobs
-    parts = dirichlet_partition(y[:400], 4, alpha=0.3, seed=0, min_samples=10)
-    clients = clients_from_parts(X[:400], y[:400], parts)
-    init = TorchClassifier("mlp", module_kwargs={"hidden": (16,)}, epochs=1, random_state=0, threads=1)
-    init.fit(X[400:420], y[400:420])
+    clients, init = federation(blobs, rows=400, n_clients=4, alpha=0.3, min_samples=10)
     return {"X": X, "y": y, "clients": clients, "init": init, "server_X": X[400:500], "test": (X[500:], y[500:])}
 
 
