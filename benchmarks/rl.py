@@ -16,9 +16,13 @@ Per seed, on one suite (``crossfeed.rl.load_rl_suite``):
 Returns are also normalised as (R - R_random) / (R_expert - R_random), R_random being a uniform
 random policy's return, so "90% of the expert" means the same for positive and negative rewards.
 
-    python benchmarks/rl.py                         # cartpole, seeds 0 1 2 -> benchmarks/results/rl-cartpole.json
-    python benchmarks/rl.py --suite acrobot         # -> rl-acrobot.json
-    python benchmarks/rl.py --quick --seeds 0       # a smoke run at a few thousand interactions
+Two protocols, both at the suite's own interaction budgets: ``brief`` (the default; seeds 0 and 1,
+one generation, held-out starts scratch / distilled general / meta-init: a few minutes on two
+cores for cartpole) and ``full`` (the published tables: seeds 0 1 2, two generations, every start).
+
+    python benchmarks/rl.py                                  # cartpole, brief -> benchmarks/results/rl-cartpole-brief.json
+    python benchmarks/rl.py --suite acrobot --protocol full  # -> rl-acrobot.json
+    python benchmarks/rl.py --quick --seeds 0                # a smoke run at a few thousand interactions
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ from crossfeed.rl import (
 )
 
 STARTS = ("general", "general_warmup", "meta_init", "pooled")
+#: What each protocol runs unless --seeds / --generations say otherwise.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "brief": {"seeds": [0, 1], "generations": 1, "starts": ("general", "meta_init")},
+    "full": {"seeds": [0, 1, 2], "generations": 2, "starts": STARTS},
+}
 QUICK = {"general": 4096, "expert": 2048, "scratch": 4096, "adapt": 2048, "meta_inner": 1024,
          "meta_iterations": 2, "eval_every": 1024}
 
@@ -72,7 +81,8 @@ def random_return(variant: EnvVariant, episodes: int, seed: int) -> float:
     return float(episode_returns(probe, variant, episodes=episodes, seed=30_000 + seed, deterministic=False).mean())
 
 
-def one_seed(suite_name: str, seed: int, quick: bool, generations: int) -> dict[str, Any]:
+def one_seed(suite_name: str, seed: int, quick: bool, generations: int,
+             starts_run: tuple[str, ...] = STARTS) -> dict[str, Any]:
     torch.set_num_threads(1)
     suite = load_rl_suite(suite_name, seed=seed)
     budgets = {**suite.budgets, **(QUICK if quick else {})}
@@ -112,6 +122,7 @@ def one_seed(suite_name: str, seed: int, quick: bool, generations: int) -> dict[
     # distilled policy is refitted on the new variant for one evaluation interval before the actor moves
     starts = {"general": (general, 0), "general_warmup": (general, eval_every), "meta_init": (meta.policy, 0),
               "pooled": (cycle.policies["general@0"], 0)}
+    starts = {name: starts[name] for name in starts_run}
     for k, h in enumerate(suite.held_out):
         s = train_ppo(h, int(budgets["scratch"]), settings=ppo, seed=seed * 7919 + k, eval_every=eval_every,
                       eval_episodes=episodes)
@@ -145,11 +156,12 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
                 _normalised(run["returns"]["pooled"][v], run["random"][v], run["returns"]["expert"][v]) for run in runs])
         table[v] = row
     adapt: dict[str, Any] = {}
+    starts = [m for m in STARTS if held and m in runs[0]["held_out"][held[0]]]
     for h in held:
         row: dict[str, Any] = {}
         scratch = [run["held_out"][h]["scratch"]["to_target"] for run in runs]
         row["scratch_to_target"] = scratch
-        for m in STARTS:
+        for m in starts:
             mine = [run["held_out"][h][m]["to_target"] for run in runs]
             ratios = [a / b if a is not None and b else None for a, b in zip(mine, scratch)]
             # scratch never reached the target within its budget: the ratio is below mine / budget
@@ -164,7 +176,7 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
         first = [interactions_to_reach(run["held_out"][h]["scratch"]["curve"], b) for run, b in zip(runs, best)]
         row["matched_target"] = best
         row["scratch_to_matched"] = first
-        for m in STARTS:
+        for m in starts:
             mine = [interactions_to_reach(run["held_out"][h][m]["curve"], b) for run, b in zip(runs, best)]
             row[f"{m}_to_matched"] = mine
             row[f"{m}_matched_ratio"] = [a / f if a is not None and f else None for a, f in zip(mine, first)]
@@ -204,7 +216,7 @@ def summarise(suite_name: str, runs: list[dict[str, Any]], budgets: dict[str, An
 def _plots(path: Path, name: str, payload: dict[str, Any]) -> None:
     runs = payload["runs"]
     atomic_write_bytes(path.with_name(f"{name}-heatmap.png"), rl_heatmap_png(RLCycle.from_dict(runs[0]["cycle"])))
-    curves = {h: {m: [run["held_out"][h][m]["curve"] for run in runs] for m in ("scratch", *STARTS)}
+    curves = {h: {m: [run["held_out"][h][m]["curve"] for run in runs] for m in runs[0]["held_out"][h]}
               for h in payload["summary"]["adaptation"]}
     atomic_write_bytes(path.with_name(f"{name}-curves.png"), rl_curves_png(curves, target=payload["target_return"]))
 
@@ -212,15 +224,22 @@ def _plots(path: Path, name: str, payload: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="cartpole")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--generations", type=int, default=2)
+    parser.add_argument("--protocol", default="brief", choices=sorted(PROTOCOLS),
+                        help="brief (default, a few minutes) or full (the README's tables); see the module's doc")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the protocol's")
+    parser.add_argument("--generations", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (one thread each)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, measures nothing")
     parser.add_argument("--name", default=None, help="JSON name (default rl-<suite>, rl-<suite>-quick with --quick)")
     parser.add_argument("--summarise-only", action="store_true",
                         help="recompute the summary and plots of an existing JSON from its runs (no training)")
     args = parser.parse_args()
-    name = args.name or (f"rl-{args.suite}-quick" if args.quick else f"rl-{args.suite}")
+    protocol = PROTOCOLS[args.protocol]
+    args.seeds = args.seeds if args.seeds is not None else protocol["seeds"]
+    args.generations = args.generations if args.generations is not None else protocol["generations"]
+    starts = tuple(protocol["starts"])
+    default_name = f"rl-{args.suite}" + ("" if args.protocol == "full" else f"-{args.protocol}")
+    name = args.name or (f"{default_name}-quick" if args.quick else default_name)
     if args.summarise_only:
         path = RESULTS / f"{name}.json"
         payload = json.loads(path.read_text())
@@ -231,12 +250,14 @@ def main() -> None:
     start = time.perf_counter()
     if args.jobs > 1 and len(args.seeds) > 1:
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-            runs = list(pool.map(one_seed, *zip(*[(args.suite, s, args.quick, args.generations) for s in args.seeds])))
+            runs = list(pool.map(one_seed, *zip(*[(args.suite, s, args.quick, args.generations, starts)
+                                                  for s in args.seeds])))
     else:
-        runs = [one_seed(args.suite, s, args.quick, args.generations) for s in args.seeds]
+        runs = [one_seed(args.suite, s, args.quick, args.generations, starts) for s in args.seeds]
     suite = load_rl_suite(args.suite)
     payload = {
-        "benchmark": "rl", "suite": args.suite, "machine": machine(), "seeds": args.seeds, "quick": args.quick,
+        "benchmark": "rl", "suite": args.suite, "protocol": args.protocol, "starts": list(starts),
+        "machine": machine(), "seeds": args.seeds, "quick": args.quick,
         "generations": args.generations, "jobs": args.jobs, "target_return": suite.target_return,
         "variants": {"train": [v.to_dict() for v in suite.train], "held_out": [v.to_dict() for v in suite.held_out]},
         "budgets": {**suite.budgets, **(QUICK if args.quick else {})}, "ppo": suite.ppo,

@@ -216,9 +216,9 @@ def _met(goal: dict, key: str) -> str:
     return ("met" if goal["met"] else "NOT met") + f" ({sum(cells)} of {len(cells)} variant-seeds)"
 
 
-def rl(suite: str = "cartpole") -> str:
+def rl(suite: str = "cartpole", protocol: str = "full") -> str:
     """RL benchmark: returns per variant, fraction of the expert, interactions to the target on held-out variants."""
-    data = json.loads((RESULTS / f"rl-{suite}.json").read_text())
+    data = json.loads((RESULTS / (f"rl-{suite}.json" if protocol == "full" else f"rl-{suite}-{protocol}.json")).read_text())
     m, summ = data["machine"], data["summary"]
     train = [v["name"] for v in data["variants"]["train"]]
     held = [v["name"] for v in data["variants"]["held_out"]]

@@ -241,3 +241,20 @@ def test_discrete_actions_refuses_what_it_cannot_discretise():
         discrete_actions(gymnasium.make("CartPole-v1"))
     with pytest.raises(ValidationError, match="n >= 2 levels"):
         discrete_actions(gymnasium.make("Pendulum-v1"), n=1)
+
+
+def test_mountaincar_observations_come_rescaled_to_minus_one_one():
+    plain = gymnasium.make("MountainCar-v0")
+    obs, _ = plain.reset(seed=3)
+    raw = [obs]
+    for a in MOUNTAINCAR_ACTIONS:
+        raw.append(plain.step(a)[0])
+    low, high = plain.observation_space.low, plain.observation_space.high
+    plain.close()
+    env = make_env(EnvVariant("MountainCar-v0"))
+    try:
+        assert np.all(env.observation_space.low == -1) and np.all(env.observation_space.high == 1)
+    finally:
+        env.close()
+    expected = 2 * (np.array(raw, dtype=np.float64) - low) / (high - low) - 1
+    np.testing.assert_allclose(rollout(EnvVariant("MountainCar-v0"), MOUNTAINCAR_ACTIONS), expected, rtol=1e-5, atol=1e-6)

@@ -96,6 +96,10 @@ PHYSICS: dict[str, tuple[dict[str, PhysicsParam], Callable[[Any], None] | None]]
 
 # Continuous-action families get a discrete action wrapper: crossfeed.rl's policies are categorical.
 _DISCRETISE = {"Pendulum-v1": 5}
+# Families whose observations are rescaled from their Box bounds to [-1, 1]. MountainCar's velocity
+# spans +-0.07 against the position's 1.8: measured here, PPO from scratch never rose above -200
+# in 300k interactions on the raw observations and reached -110.7 after 196k rescaled (seed 0).
+_RESCALE = frozenset({"MountainCar-v0"})
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ def discrete_actions(env: Any, n: int = 5) -> Any:
 
 def make_env(variant: EnvVariant, seed: int | None = None) -> Any:
     """Build the gymnasium environment of ``variant`` with its physics set (the variant checked
-    its id and parameters when it was created)."""
+    its id and parameters when it was created). Pendulum's torque comes as 5 discrete levels;
+    MountainCar's observations come rescaled from their bounds to [-1, 1]."""
     g = gym()
     env = g.make(variant.env_id)
     if variant.env_id in PHYSICS:
@@ -193,6 +198,9 @@ def make_env(variant: EnvVariant, seed: int | None = None) -> Any:
             derived(inner)
     if variant.env_id in _DISCRETISE:
         env = discrete_actions(env, _DISCRETISE[variant.env_id])
+    if variant.env_id in _RESCALE:
+        shape = env.observation_space.shape
+        env = g.wrappers.RescaleObservation(env, -np.ones(shape, np.float32), np.ones(shape, np.float32))
     if not isinstance(env.action_space, g.spaces.Discrete):
         env.close()
         raise ValidationError(
