@@ -42,6 +42,7 @@ def test_sidecar_is_copied_and_marked_int8(quantized, onnx_models) -> None:  # t
     assert meta["dtype"] == "int8" and source["dtype"] == "float32"
     assert meta["classes"] == source["classes"] and meta["source"] == source["source"]
     assert meta["quantization"]["format"] == "qdq" and meta["quantization"]["per_channel"] is True
+    assert meta["quantization"]["activation_type"] == "uint8"
     assert meta["quantization"]["float_sha256"] == source["onnx_sha256"] != meta["onnx_sha256"]
 
 
@@ -54,6 +55,25 @@ def test_a_model_without_sidecar_and_the_qoperator_format(onnx_folder, data, tmp
     loaded = OnnxModel.load(report.path)
     assert loaded.classes_.tolist() == ["a", "b", "c"] and loaded.dtype_ == "int8"
     assert report.agreement >= 0.8
+
+
+def _activation_zero_point_types(path):  # type: ignore[no-untyped-def]
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: t.data_type for t in graph.initializer}
+    return {inits[node.input[2]] for node in graph.node if node.op_type == "QuantizeLinear" and len(node.input) > 2
+            and node.input[0] not in inits}  # activations only: weights are quantized ahead of time
+
+
+def test_activations_are_unsigned_by_default_and_signed_on_request(onnx_folder, data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    onnx = pytest.importorskip("onnx")
+    unsigned = quantize_onnx(onnx_folder / "tiny.onnx", tmp_path / "u8.onnx", calibration_X=data["X"])
+    signed = quantize_onnx(onnx_folder / "tiny.onnx", tmp_path / "s8.onnx", calibration_X=data["X"], activations="int8")
+    assert _activation_zero_point_types(unsigned.path) == {onnx.TensorProto.UINT8}
+    assert _activation_zero_point_types(signed.path) == {onnx.TensorProto.INT8}
+    meta = json.loads((tmp_path / "s8.onnx.json").read_text())["quantization"]
+    assert meta["activation_type"] == "int8"
+    assert unsigned.agreement >= 0.8 and signed.agreement >= 0.8
 
 
 def _leftovers(folder):  # type: ignore[no-untyped-def]
@@ -91,6 +111,8 @@ def test_bad_arguments(onnx_folder, data, tmp_path) -> None:  # type: ignore[no-
     src = onnx_folder / "tiny.onnx"
     with pytest.raises(ValidationError, match="format must be one of"):
         quantize_onnx(src, tmp_path / "q.onnx", calibration_X=data["X"], format="int4")
+    with pytest.raises(ValidationError, match="activations must be one of"):
+        quantize_onnx(src, tmp_path / "q.onnx", calibration_X=data["X"], activations="int4")
     with pytest.raises(ValidationError, match="dst must differ from src"):
         quantize_onnx(src, src, calibration_X=data["X"])
     with pytest.raises(ValidationError, match="does not exist"):

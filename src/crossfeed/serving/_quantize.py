@@ -1,11 +1,13 @@
 """Int8 static quantization of an exported ONNX classifier with ONNX Runtime, written atomically.
 
-``onnxruntime.quantization.quantize_static`` (QDQ format by default, per-channel weights,
-min-max calibration) on the graph after ``quant_pre_process(..., skip_symbolic_shape=True)``
+``onnxruntime.quantization.quantize_static`` (QDQ format by default, per-channel int8 weights,
+uint8 activations, min-max calibration) on the graph after ``quant_pre_process(..., skip_symbolic_shape=True)``
 (symbolic shape inference crashes on these graphs; ONNX shape inference and the optimizer
 still run). The final Softmax is left in float, so probabilities keep their resolution instead
-of coming out in steps of 1/255. On the large cnn1d this is faster than the float graph
-(measured: 44 us at batch 1; 10.4 against 31.6 us per sample at batch 256).
+of coming out in steps of 1/255. Unsigned activations with signed weights (U8S8) are ONNX
+Runtime's fast int8 path on x86-64; measured on this project's 2-core AMD EPYC, one thread, the
+large cnn1d at batch 1: float 70.6 us, int8 activations 68.6 us, uint8 activations 48.5 us; at
+batch 256: 34.1, 20.1 and 11.4 us per sample.
 
 Everything is written to a temporary folder next to ``dst`` first; the quantized file is moved
 into place with ``os.replace`` only once it has loaded and been compared with the float model,
@@ -98,6 +100,7 @@ def quantize_onnx(
     calibration_X: Any,
     per_channel: bool = True,
     format: Literal["qdq", "qoperator"] = "qdq",
+    activations: Literal["uint8", "int8"] = "uint8",
 ) -> QuantizeReport:
     """Write an int8 statically quantized copy of the ONNX classifier ``src`` to ``dst``.
 
@@ -117,6 +120,10 @@ def quantize_onnx(
     format : "qdq" or "qoperator", default "qdq"
         QuantizeLinear / DequantizeLinear pairs around float operators (ONNX Runtime fuses them
         into int8 kernels), or dedicated QLinear* operators.
+    activations : "uint8" or "int8", default "uint8"
+        Type of the quantized activations (weights are int8 either way). uint8 uses ONNX
+        Runtime's U8S8 kernels, its fast path on x86-64; int8 (S8S8) is the choice for ARM
+        and for targets that need symmetric activations.
 
     Returns
     -------
@@ -136,6 +143,9 @@ def quantize_onnx(
     formats = {"qdq": quantization.QuantFormat.QDQ, "qoperator": quantization.QuantFormat.QOperator}
     if format not in formats:
         raise ValidationError(f"format must be one of {sorted(formats)}; got {format!r}")
+    activation_types = {"uint8": quantization.QuantType.QUInt8, "int8": quantization.QuantType.QInt8}
+    if activations not in activation_types:
+        raise ValidationError(f"activations must be one of {sorted(activation_types)}; got {activations!r}")
     if not isinstance(per_channel, bool | np.bool_):
         raise ValidationError(f"per_channel must be True or False; got {per_channel!r}")
     if isinstance(src, OnnxModel):
@@ -164,7 +174,7 @@ def quantize_onnx(
             _BatchReader(X, source.session_.get_inputs()[0].name),
             quant_format=formats[format],
             per_channel=per_channel,
-            activation_type=quantization.QuantType.QInt8,
+            activation_type=activation_types[activations],
             weight_type=quantization.QuantType.QInt8,
             nodes_to_exclude=softmax,  # probabilities stay float
         )
@@ -172,7 +182,8 @@ def quantize_onnx(
         float_proba, int8_proba = source.predict_proba(X), int8.predict_proba(X)
         diff = float(np.max(np.abs(float_proba - int8_proba)))
         agreement = float(np.mean(np.argmax(float_proba, axis=1) == np.argmax(int8_proba, axis=1)))
-        metadata = _int8_metadata(source, file_sha256(quantized), per_channel, format, diff, agreement, len(X))
+        metadata = _int8_metadata(source, file_sha256(quantized), per_channel, format, activations, diff, agreement,
+                                  len(X))
         os.replace(quantized, target)
         try:
             write_sidecar(target, metadata)
@@ -188,7 +199,8 @@ def quantize_onnx(
 
 
 def _int8_metadata(
-    source: OnnxModel, sha256: str, per_channel: bool, format: str, diff: float, agreement: float, n_calibration: int
+    source: OnnxModel, sha256: str, per_channel: bool, format: str, activations: str, diff: float, agreement: float,
+    n_calibration: int,
 ) -> dict[str, Any]:
     """The source's sidecar (or one built from its attributes), marked int8."""
     meta = dict(source.metadata_)
@@ -209,7 +221,7 @@ def _int8_metadata(
         "method": "onnxruntime.quantization.quantize_static",
         "format": format,
         "per_channel": bool(per_channel),
-        "activation_type": "int8",
+        "activation_type": activations,
         "weight_type": "int8",
         "calibration_samples": int(n_calibration),
         "max_abs_diff": diff,
