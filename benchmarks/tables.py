@@ -68,7 +68,7 @@ def spawn() -> str:
             f"{int(100 * data['prune_ratio'])}% of channels then recovers by distillation; int8 = torch.ao quantization. "
             f"Median [min, max] over seeds {data['seeds']}; speed-ups are teacher latency / student latency measured "
             f"interleaved in one run (API = predict_proba, module = bare forward, ONNX Runtime = the float model exported "
-            f"and run by crossfeed.serving.OnnxModel, int8 = its ONNX Runtime static QDQ quantization, both against "
+            f"and run by crossfeed.serving.OnnxModel, int8 = its ONNX Runtime static QDQ quantization with int8 weights and uint8 activations, both against "
             f"the float teacher on ONNX Runtime); {m['cpu']}, {m['cpu_count']} cores, "
             f"{m['torch_threads']} torch thread, torch {m['torch']}, commit {m['commit']}.")
     return head + "\n\n" + spawn_bench.markdown_table(data["table"], args)
