@@ -66,14 +66,20 @@ def test_changed_physics_changes_the_dynamics(env_id, params, actions):
     np.testing.assert_array_equal(default, same)
 
 
+def plain_rollout(env_id: str, actions, seed: int = 3):  # type: ignore[no-untyped-def]
+    """The observations of gymnasium's own environment (no crossfeed wrapper) and its observation space."""
+    env = gymnasium.make(env_id)
+    try:
+        obs, _ = env.reset(seed=seed)
+        seen = [obs] + [env.step(a)[0] for a in actions]
+        return np.array(seen, dtype=np.float64), env.observation_space
+    finally:
+        env.close()
+
+
 def test_default_variant_is_the_plain_environment():
-    env = gymnasium.make("CartPole-v1")
-    obs, _ = env.reset(seed=3)
-    plain = [obs]
-    for a in CARTPOLE_ACTIONS:
-        plain.append(env.step(a)[0])
-    env.close()
-    np.testing.assert_array_equal(np.array(plain, dtype=np.float64), rollout(EnvVariant("CartPole-v1"), CARTPOLE_ACTIONS))
+    plain, _ = plain_rollout("CartPole-v1", CARTPOLE_ACTIONS)
+    np.testing.assert_array_equal(plain, rollout(EnvVariant("CartPole-v1"), CARTPOLE_ACTIONS))
 
 
 def test_physics_attributes_are_set_on_the_unwrapped_env():
@@ -244,17 +250,11 @@ def test_discrete_actions_refuses_what_it_cannot_discretise():
 
 
 def test_mountaincar_observations_come_rescaled_to_minus_one_one():
-    plain = gymnasium.make("MountainCar-v0")
-    obs, _ = plain.reset(seed=3)
-    raw = [obs]
-    for a in MOUNTAINCAR_ACTIONS:
-        raw.append(plain.step(a)[0])
-    low, high = plain.observation_space.low, plain.observation_space.high
-    plain.close()
+    raw, space = plain_rollout("MountainCar-v0", MOUNTAINCAR_ACTIONS)
     env = make_env(EnvVariant("MountainCar-v0"))
     try:
         assert np.all(env.observation_space.low == -1) and np.all(env.observation_space.high == 1)
     finally:
         env.close()
-    expected = 2 * (np.array(raw, dtype=np.float64) - low) / (high - low) - 1
+    expected = 2 * (raw - space.low) / (space.high - space.low) - 1
     np.testing.assert_allclose(rollout(EnvVariant("MountainCar-v0"), MOUNTAINCAR_ACTIONS), expected, rtol=1e-5, atol=1e-6)
