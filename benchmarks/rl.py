@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--jobs", type=int, default=2, help="seeds run in this many processes (one thread each)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, measures nothing")
-    parser.add_argument("--name", default=None, help="JSON name (default rl-<suite>, rl-<suite>-quick with --quick)")
+    parser.add_argument("--name", default=None, help="JSON name (default rl-<suite> for full, rl-<suite>-brief for brief; -quick appended with --quick)")
     parser.add_argument("--summarise-only", action="store_true",
                         help="recompute the summary and plots of an existing JSON from its runs (no training)")
     args = parser.parse_args()
