@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--architecture", default="cnn1d", choices=["cnn1d", "mlp"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="one seed, 400 samples per domain, 4 trials, 2 epochs")
+    parser.add_argument("--name", default=None, help="JSON name (default nas-<suite>, nas-<suite>-quick with --quick)")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.n_per_domain, args.trials, args.epochs = [0], 400, 4, 2
@@ -162,7 +163,7 @@ def main() -> None:
         runs.append(run)
         plotted = plotted or searches
     table = summarise(runs)
-    name = f"nas-{args.suite}" + ("-quick" if args.quick else "")
+    name = args.name or f"nas-{args.suite}" + ("-quick" if args.quick else "")
     command = " ".join(["OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/nas.py", *sys.argv[1:]])
     payload = {
         "benchmark": "nas", "suite": args.suite, "architecture": args.architecture, "command": command, "seeds": args.seeds, "trials": args.trials,
