@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from crossfeed.cycle._cycle import run_fingerprint
+from crossfeed.data import load_suite
 from crossfeed.exceptions import ValidationError
 from crossfeed.experiments import config_from_dict, run_experiment
 from crossfeed.models import MetaForest, load_model
@@ -26,15 +27,13 @@ TINY = {
 def test_forest_experts_are_grown_on_the_other_domains_saved_without_pickle_and_teach(tmp_path):
     result = run_experiment(config_from_dict(TINY), tmp_path)
     gen = result.cycles[0].generations[1]
+    suite = load_suite("mnist1d", seed=0, **TINY["suite"]["kwargs"])
     for domain in ("noisy", "shifted"):
         folder = tmp_path / "seed-0" / "gen-001" / "experts" / domain
         assert json.loads((folder / "config.json").read_text())["format"] == "crossfeed.meta_forest"
         expert = load_model(folder)
         assert isinstance(expert, MetaForest) and expert.adapted_with_["n_samples"] > 0
         # the reloaded forest scores what the cycle measured for it
-        from crossfeed.data import load_suite
-
-        suite = load_suite("mnist1d", seed=0, n_per_domain=300, domains=["default", "noisy", "shifted"])
         d = suite[domain]
         assert np.isclose(expert.score(d.X_test.reshape(len(d.X_test), -1), d.y_test),
                           gen.accuracy[f"expert:{domain}"][domain])
