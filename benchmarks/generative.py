@@ -13,7 +13,12 @@ experts with only the first ``n`` unlabelled field rows of each shifted domain (
   field rows and the expert's pseudo-labels; as many generated rows as the top-up baseline
   trains on there (``synthetic_share = 0.5``), no real field row;
 - ``generative_augment (cvae + field rows)``: the real field rows plus generated rows in place of
-  the mixup rows (``include_field_rows``), row for row the top-up baseline's budget.
+  the mixup rows (``include_field_rows``), row for row the top-up baseline's budget;
+- ``data_free_kd (DeepInversion, no field row)``: data-free in the strict sense, the baseline that
+  shares as little as the generators do: per domain, inputs optimised against the expert's
+  BatchNorm statistics and target classes (``inversion_steps`` Adam steps from general-domain
+  rows), as many as the top-up baseline trains on there. It reads no field row, so one run per
+  seed stands for every field size (``same_run_as_field_size`` in its rows).
 
 Recorded per strategy: pooled absorption (sum of gains / sum of the experts' leads over the
 domains where the expert leads), per-domain accuracy before / after, forgetting on the general
@@ -36,6 +41,7 @@ Suites (one thread, on one core):
   ``benchmarks/fashion.py``).
 
 Generators (both suites): the strategy's defaults, 1,500 steps, hidden width 128, latent size 16.
+Inversion (both suites): ``data_free_kd``'s defaults, 1,000 steps at lr 0.05, BatchNorm weight 1.
 
     python benchmarks/generative.py --suite mnist1d   # 3 seeds, results/generative-mnist1d.json
     python benchmarks/generative.py --suite fashion   # 3 seeds, results/generative-fashion.json
@@ -65,12 +71,19 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "generative_augment (cvae)": ("generative_augment", {"generator": "cvae"}),
     "generative_augment (cgan)": ("generative_augment", {"generator": "cgan"}),
     "generative_augment (cvae + field rows)": ("generative_augment", {"generator": "cvae", "include_field_rows": True}),
+    "data_free_kd (DeepInversion, no field row)": ("data_free_kd", {}),
 }
+#: Strategies that read no field row: one run per seed serves every field size.
+FIELD_FREE = ("data_free_kd (DeepInversion, no field row)",)
+#: (generative, data-free) pairs whose per-seed pooled absorptions are compared.
+VERSUS = (("generative_augment (cvae)", "data_free_kd (DeepInversion, no field row)"),
+          ("generative_augment (cvae + field rows)", "data_free_kd (DeepInversion, no field row)"),
+          ("generative_augment (cvae)", "multi_teacher_kd (top-up, same budget)"))
 #: Per suite: samples per domain, absorb epochs, generator steps, what v0 and the experts are.
 SUITES: dict[str, dict[str, Any]] = {
-    "mnist1d": {"n_per_domain": 4000, "epochs": 15, "generator_steps": 1500,
+    "mnist1d": {"n_per_domain": 4000, "epochs": 15, "generator_steps": 1500, "inversion_steps": 1000,
                 "models": "v0 cnn1d large (dropout 0.2, 2 x epochs, patience 5); experts spawn_experts cnn1d:tiny"},
-    "fashion": {"n_per_domain": 2400, "epochs": 5, "generator_steps": 1500, "model_epochs": 10,
+    "fashion": {"n_per_domain": 2400, "epochs": 5, "generator_steps": 1500, "inversion_steps": 1000, "model_epochs": 10,
                 "models": "v0 cnn2d large (dropout 0.2, patience 3) on plain; experts cnn2d small (patience 3)"},
 }
 QUALITY = ("expert_agreement", "c2st_accuracy", "dcr_ratio")
@@ -108,15 +121,20 @@ def run_seed(suite_name: str, seed: int, cfg: dict[str, Any], sizes: list[int]) 
         scarce = first_field(suite, size, shifted)
         rows: dict[str, Any] = {}
         for label, (name, params) in STRATEGIES.items():
+            if label in FIELD_FREE and size != sizes[0]:
+                rows[label] = {**out["sizes"][str(sizes[0])][label], "same_run_as_field_size": sizes[0]}
+                continue
             if name == "generative_augment":
                 params = {**params, "generator_steps": cfg["generator_steps"]}
+            if name == "data_free_kd":
+                params = {**params, "steps": cfg["inversion_steps"]}
             strategy = FeedbackStrategy() if name == "continued_training" else name
             _, report = absorb(v0, experts, scarce, strategy, **settings,
                                params=None if name == "continued_training" else params)
             row = {**_report_row(report), "params": report.params}
             row["pooled_absorption"] = _pooled(row, shifted)
             for key in ("field_rows_added", "synthetic_rows", "field_rows_sent", "generator_seconds",
-                        "quality_seconds", *QUALITY):
+                        "quality_seconds", "inversion_seconds", "bn_gap_before", "bn_gap_after", *QUALITY):
                 if key in report.info:
                     row[key] = report.info[key]
             rows[label] = row
@@ -144,6 +162,10 @@ def summarise(runs: list[dict[str, Any]], sizes: list[int], shifted: list[str], 
                                                                    if row["domains"][d]["absorption"] is not None])
                                 else None} for d in [general, *shifted]},
             }
+            if "bn_gap_after" in rows[0]:  # per seed: the median over domains of after / before
+                entry["bn_gap_ratio_over_domains"] = summary([float(np.median(
+                    [row["bn_gap_after"][d] / row["bn_gap_before"][d] for d in shifted])) for row in rows])
+                entry["inversion_seconds"] = summary([row["inversion_seconds"] for row in rows])
             if "generator_seconds" in rows[0]:
                 entry["generator_seconds"] = summary([row["generator_seconds"] for row in rows])
                 entry["quality_seconds"] = summary([row["quality_seconds"] for row in rows])
@@ -166,14 +188,14 @@ def main() -> None:
     parser.add_argument("--field-sizes", type=int, nargs="+", default=[50, 200], metavar="N",
                         help="field rows per shifted domain")
     parser.add_argument("--quick", action="store_true",
-                        help="1 seed, 800 samples per domain, 2 epochs, 100 generator steps, field size 50")
+                        help="1 seed, 800 samples per domain, 2 epochs, 100 generator / 20 inversion steps, field size 50")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dict(SUITES[args.suite])
     if args.quick:
         args.seeds, args.field_sizes = [0], [50]
-        cfg.update(n_per_domain=800, epochs=2, generator_steps=100, model_epochs=2)
+        cfg.update(n_per_domain=800, epochs=2, generator_steps=100, inversion_steps=20, model_epochs=2)
     sizes = sorted(set(args.field_sizes))
     start = time.perf_counter()
     runs = []
@@ -192,13 +214,25 @@ def main() -> None:
         "general_domain": general, "shifted_domains": shifted,
         "v0": {d: summary([r["v0"][d] for r in runs]) for d in suite.names},
         "experts": {d: summary([r["experts"][d] for r in runs]) for d in shifted},
-        "table": summarise(runs, sizes, shifted, general), "runs": runs,
+        "table": summarise(runs, sizes, shifted, general), "versus": versus(runs, sizes), "runs": runs,
     }
     for label in STRATEGIES:
         cells = "  ".join(f"{size}: {_cell(payload['table'][str(size)][label]['pooled_absorption'])}" for size in sizes)
         print(f"{label:42s} pooled absorption {cells}")
     name = f"generative-{args.suite}" + ("-quick" if args.quick else "")
     print(f"wrote {write(name, payload)} in {payload['seconds']} s")
+
+
+def versus(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """Per field size and pair of :data:`VERSUS`: seeds where the first's pooled absorption is higher."""
+    out: dict[str, Any] = {}
+    for size in sizes:
+        for first, second in VERSUS:
+            gaps = [r["sizes"][str(size)][first]["pooled_absorption"] - r["sizes"][str(size)][second]["pooled_absorption"]
+                    for r in runs]
+            out.setdefault(str(size), {})[f"{first} vs {second}"] = {
+                "seeds_higher": sum(g > 0 for g in gaps), "seeds": len(gaps), "gap": summary(gaps)}
+    return out
 
 
 def _cell(s: dict[str, float]) -> str:

@@ -13,6 +13,8 @@
 Strategies by registry name:
 
 - ``"multi_teacher_kd"`` (:class:`MultiTeacherKD`): data-free multi-teacher distillation on field data.
+- ``"data_free_kd"`` (:class:`DataFreeKD`): DeepInversion, inputs optimised against each expert's
+  BatchNorm statistics teach the large model; no field row is read.
 - ``"generative_augment"`` (:class:`GenerativeAugment`): per domain, a conditional VAE or GAN
   fitted on the field rows sends synthetic rows that the domain's expert teaches on.
 - ``"data_feedback"`` (:class:`DataFeedback`): confident pseudo-labels of field data join the
@@ -121,6 +123,7 @@ from crossfeed.feedback.attribution_mask import AttributionMask  # noqa: E402
 from crossfeed.feedback.coral import Coral  # noqa: E402
 from crossfeed.feedback.dann import DANN  # noqa: E402
 from crossfeed.feedback.data_feedback import DataFeedback, confident_pseudo_labels  # noqa: E402
+from crossfeed.feedback.data_free_kd import DataFreeKD, batchnorm_layers, deep_inversion  # noqa: E402
 from crossfeed.feedback.dp_fedavg import DPFedAvg, clip_update, gaussian_epsilon  # noqa: E402
 from crossfeed.feedback.ensemble_distill import EnsembleDistill  # noqa: E402
 from crossfeed.feedback.ewc import EWC  # noqa: E402
@@ -162,6 +165,7 @@ __all__ = [
     "DANN",
     "DPFedAvg",
     "DataFeedback",
+    "DataFreeKD",
     "DistillData",
     "DomainFeedback",
     "EWC",
@@ -215,6 +219,7 @@ __all__ = [
     "average_logits",
     "average_probabilities",
     "average_weights",
+    "batchnorm_layers",
     "behaviour_matrix",
     "c2st_accuracy",
     "check_params",
@@ -227,6 +232,7 @@ __all__ = [
     "coral_loss",
     "dann_lambda",
     "dcr_ratio",
+    "deep_inversion",
     "diagonal_fisher",
     "discover",
     "distill_into",
