@@ -357,6 +357,17 @@ def generative(suite: str = "mnist1d") -> str:
             cells.append(" / ".join(_cut(r[q + "_over_domains"]["median"], 3)
                                     for q in ("expert_agreement", "c2st_accuracy", "dcr_ratio")))
         lines.append(f"| quality, {gen} | " + " | ".join(cells) + " |")
+    inversion = "data_free_kd (DeepInversion, no field row)"
+    if inversion in table[sizes[0]]:
+        r = table[sizes[0]][inversion]
+        cell = (f"{_cut(r['expert_agreement_over_domains']['median'], 3)} / "
+                f"{_cut(r['bn_gap_ratio_over_domains']['median'], 3)}")
+        lines.append("| quality, inversion (expert agreement / BatchNorm gap after over before) | "
+                     + " | ".join(cell for _ in sizes) + " |")
+    for pair in data.get("versus", {}).get(sizes[0], {}):
+        cells = [f"{v['seeds_higher']} of {v['seeds']} seeds, by {_abs3(v['gap'])}"
+                 for v in (data["versus"][n][pair] for n in sizes)]
+        lines.append(f"| {pair}: higher on | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

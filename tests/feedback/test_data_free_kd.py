@@ -151,5 +151,24 @@ def test_usable_from_yaml_config():
         config_from_dict({"name": "d", "feedback": {"strategy": "data_free_kd", "kwargs": {"steps": -1}}})
 
 
+def test_the_cycle_runs_it_from_a_config(tmp_path):
+    import json
+
+    from crossfeed.experiments import run_experiment
+
+    cfg = config_from_dict({
+        "name": "tiny-data-free", "seeds": [0],
+        "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 200, "domains": ["default", "noisy"]}},
+        "large": {"module": "cnn1d", "module_kwargs": {"size": "tiny"}, "epochs": 3, "lr": 0.005, "patience": None},
+        "experts": {"student": "cnn1d:tiny", "epochs": 2, "finetune_epochs": 2},
+        "feedback": {"strategy": "data_free_kd", "kwargs": {"steps": 10}, "epochs": 2},
+        "generations": 1,
+    })
+    run_experiment(cfg, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data["summary"]["large_accuracy"]["gen-1"]) == {"default", "noisy"}
+    assert data["seeds"][0]["generations"][1]["feedback"]["info"]["synthetic_rows"] == {"noisy": 100}
+
+
 def test_docstring_examples_run():
     assert doctest.testmod(data_free_kd, optionflags=doctest.ELLIPSIS).failed == 0
