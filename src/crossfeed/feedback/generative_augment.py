@@ -15,12 +15,14 @@ the real field rows plus generated rows in place of the mixup rows, without it g
 only. The same epochs and learning rate then give the same training budget.
 
 Measured (``benchmarks/generative.py``, 3 seeds, medians of pooled absorption, 4 shifted domains;
-generated rows only / field rows + generated rows / multi_teacher_kd with mixup top-up / without):
-mnist1d at 50 field rows per domain 0.588 / 0.588 / 0.590 / 0.500, at 200 0.598 / 0.827 / 0.780
-/ 0.779; Fashion-MNIST at 50 0.697 / 0.796 / 0.792 / 0.694, at 200 0.740 / 0.888 / 0.913 / 0.915.
-Generated rows in place of mixup rows match the same-budget baseline; generated rows alone trail
-it from 200 rows on. The conditional GAN is unstable at this size (pooled absorption 0.24 or less,
-C2ST accuracy 0.99 to 1.0): use the VAE.
+generated rows only / field rows + generated rows / multi_teacher_kd with mixup top-up / without
+/ :class:`~crossfeed.feedback.DataFreeKD`, which sends nothing but the expert): mnist1d at 50
+field rows per domain 0.558 / 0.618 / 0.608 / 0.477 / 0.468, at 200 0.546 / 0.805 / 0.777 / 0.776
+/ 0.468 (commit 8f40386); Fashion-MNIST at 50 0.697 / 0.796 / 0.792 / 0.694, at 200 0.740 / 0.888
+/ 0.913 / 0.915 (an earlier run, without the data-free baseline). Generated rows alone beat the
+data-free inversion on every mnist1d seed and trail the raw field rows; in place of mixup rows they
+match the same-budget baseline. The conditional GAN is unstable at this size (pooled absorption
+0.24 or less, C2ST accuracy 0.99 to 1.0): use the VAE.
 
 Context and sources:
 
