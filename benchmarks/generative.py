@@ -46,6 +46,9 @@ Inversion (both suites): ``data_free_kd``'s defaults, 1,000 steps at lr 0.05, Ba
     python benchmarks/generative.py --suite mnist1d   # 3 seeds, results/generative-mnist1d.json
     python benchmarks/generative.py --suite fashion   # 3 seeds, results/generative-fashion.json
     python benchmarks/generative.py --suite mnist1d --quick   # smoke run: 1 seed, small data, few steps
+    python benchmarks/generative.py --suite fashion --seeds 0 --name generative-fashion-datafree \
+        --strategies "multi_teacher_kd (top-up, same budget)" "generative_augment (cvae)" \
+        "data_free_kd (DeepInversion, no field row)"   # some rows, one seed, its own JSON
 """
 
 from __future__ import annotations
@@ -109,7 +112,8 @@ def setup(suite_name: str, seed: int, cfg: dict[str, Any]) -> tuple[Any, Any, di
     return suite, v0, experts, seconds
 
 
-def run_seed(suite_name: str, seed: int, cfg: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
+def run_seed(suite_name: str, seed: int, cfg: dict[str, Any], sizes: list[int],
+             labels: list[str] | None = None) -> dict[str, Any]:
     suite, v0, experts, seconds = setup(suite_name, seed, cfg)
     shifted = [n for n in suite.names if n != suite.general_domain]
     settings = {"epochs": cfg["epochs"], "lr": 1e-3, "random_state": seed}
@@ -121,6 +125,8 @@ def run_seed(suite_name: str, seed: int, cfg: dict[str, Any], sizes: list[int]) 
         scarce = first_field(suite, size, shifted)
         rows: dict[str, Any] = {}
         for label, (name, params) in STRATEGIES.items():
+            if labels is not None and label not in labels:
+                continue
             if label in FIELD_FREE and size != sizes[0]:
                 rows[label] = {**out["sizes"][str(sizes[0])][label], "same_run_as_field_size": sizes[0]}
                 continue
@@ -150,7 +156,7 @@ def summarise(runs: list[dict[str, Any]], sizes: list[int], shifted: list[str], 
     table: dict[str, Any] = {}
     for size in sizes:
         cell: dict[str, Any] = {}
-        for label in STRATEGIES:
+        for label in runs[0]["sizes"][str(size)]:
             rows = [r["sizes"][str(size)][label] for r in runs]
             entry: dict[str, Any] = {
                 "pooled_absorption": summary([row["pooled_absorption"] for row in rows]),
@@ -190,6 +196,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 800 samples per domain, 2 epochs, 100 generator / 20 inversion steps, field size 50")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings)")
+    parser.add_argument("--strategies", nargs="+", choices=tuple(STRATEGIES), metavar="LABEL",
+                        help="run only these rows (labels as in STRATEGIES); default: all")
+    parser.add_argument("--name", help="JSON name under results/ (default generative-<suite>[-quick])")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = dict(SUITES[args.suite])
@@ -201,7 +210,7 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
-        runs.append(run_seed(args.suite, seed, cfg, sizes))
+        runs.append(run_seed(args.suite, seed, cfg, sizes, args.strategies))
     suite = load_suite(args.suite, seed=args.seeds[0], n_per_domain=cfg["n_per_domain"])
     general = suite.general_domain
     shifted = [n for n in suite.names if n != general]
@@ -209,17 +218,19 @@ def main() -> None:
         "benchmark": "generative", "suite": args.suite, "command": "python benchmarks/generative.py " + " ".join(sys.argv[1:]),
         "seeds": args.seeds, "field_sizes": sizes, "settings": cfg, "lr": 1e-3,
         "general_training_rows": len(suite[general].X_train), "strategies": {k: {"strategy": v[0], "params": v[1]}
-                                                                           for k, v in STRATEGIES.items()},
+                                                                           for k, v in STRATEGIES.items()
+                                                                           if args.strategies is None
+                                                                           or k in args.strategies},
         "machine": machine(), "seconds": round(time.perf_counter() - start, 1),
         "general_domain": general, "shifted_domains": shifted,
         "v0": {d: summary([r["v0"][d] for r in runs]) for d in suite.names},
         "experts": {d: summary([r["experts"][d] for r in runs]) for d in shifted},
         "table": summarise(runs, sizes, shifted, general), "versus": versus(runs, sizes), "runs": runs,
     }
-    for label in STRATEGIES:
+    for label in payload["table"][str(sizes[0])]:
         cells = "  ".join(f"{size}: {_cell(payload['table'][str(size)][label]['pooled_absorption'])}" for size in sizes)
         print(f"{label:42s} pooled absorption {cells}")
-    name = f"generative-{args.suite}" + ("-quick" if args.quick else "")
+    name = args.name or f"generative-{args.suite}" + ("-quick" if args.quick else "")
     print(f"wrote {write(name, payload)} in {payload['seconds']} s")
 
 
@@ -228,6 +239,8 @@ def versus(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in sizes:
         for first, second in VERSUS:
+            if first not in runs[0]["sizes"][str(size)] or second not in runs[0]["sizes"][str(size)]:
+                continue
             gaps = [r["sizes"][str(size)][first]["pooled_absorption"] - r["sizes"][str(size)][second]["pooled_absorption"]
                     for r in runs]
             out.setdefault(str(size), {})[f"{first} vs {second}"] = {
