@@ -44,7 +44,7 @@ Generators (both suites): the strategy's defaults, 1,500 steps, hidden width 128
 Inversion (both suites): ``data_free_kd``'s defaults, 1,000 steps at lr 0.05, BatchNorm weight 1.
 
     python benchmarks/generative.py --suite mnist1d   # 3 seeds, results/generative-mnist1d.json
-    python benchmarks/generative.py --suite fashion   # 3 seeds, results/generative-fashion.json
+    python benchmarks/generative.py --suite fashion --jobs 2   # 3 seeds, two at a time, results/generative-fashion.json
     python benchmarks/generative.py --suite mnist1d --quick   # smoke run: 1 seed, small data, few steps
     python benchmarks/generative.py --suite fashion --seeds 0 --name generative-fashion-datafree \
         --strategies "multi_teacher_kd (top-up, same budget)" "generative_augment (cvae)" \
@@ -56,6 +56,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -152,6 +154,14 @@ def run_seed(suite_name: str, seed: int, cfg: dict[str, Any], sizes: list[int],
     return out
 
 
+def _seed_job(job: tuple) -> dict[str, Any]:
+    """One seed in this process or a worker (threads set there too)."""
+    suite_name, seed, cfg, sizes, labels, threads = job
+    torch.set_num_threads(threads)
+    print(f"seed {seed}", flush=True)
+    return run_seed(suite_name, seed, cfg, sizes, labels)
+
+
 def summarise(runs: list[dict[str, Any]], sizes: list[int], shifted: list[str], general: str) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for size in sizes:
@@ -198,6 +208,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings)")
     parser.add_argument("--strategies", nargs="+", choices=tuple(STRATEGIES), metavar="LABEL",
                         help="run only these rows (labels as in STRATEGIES); default: all")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes (one thread each)")
     parser.add_argument("--name", help="JSON name under results/ (default generative-<suite>[-quick])")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -207,10 +218,12 @@ def main() -> None:
         cfg.update(n_per_domain=800, epochs=2, generator_steps=100, inversion_steps=20, model_epochs=2)
     sizes = sorted(set(args.field_sizes))
     start = time.perf_counter()
-    runs = []
-    for seed in args.seeds:
-        print(f"seed {seed}", flush=True)
-        runs.append(run_seed(args.suite, seed, cfg, sizes, args.strategies))
+    jobs = [(args.suite, seed, cfg, sizes, args.strategies, args.threads) for seed in args.seeds]
+    if args.jobs > 1 and len(args.seeds) > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+            runs = list(pool.map(_seed_job, jobs))
+    else:
+        runs = [_seed_job(job) for job in jobs]
     suite = load_suite(args.suite, seed=args.seeds[0], n_per_domain=cfg["n_per_domain"])
     general = suite.general_domain
     shifted = [n for n in suite.names if n != general]
