@@ -22,6 +22,26 @@ def context(large, experts, suite, **settings):
     return FeedbackContext(large, experts, suite, TrainSettings(**settings))
 
 
+def run_tiny_cycle(strategy: str, kwargs: dict, folder) -> dict:
+    """One generation of the cycle with ``strategy`` on a 2-domain, 200-sample mnist1d; its results.json."""
+    import json
+
+    from crossfeed.config import config_from_dict
+    from crossfeed.experiments import run_experiment
+
+    cfg = config_from_dict({
+        "name": f"tiny-{strategy}", "seeds": [0],
+        "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 200, "domains": ["default", "noisy"]}},
+        "large": {"module": "cnn1d", "module_kwargs": {"size": "tiny"}, "epochs": 3, "lr": 0.005, "patience": None},
+        "experts": {"student": "cnn1d:tiny", "epochs": 2, "finetune_epochs": 2},
+        "feedback": {"strategy": strategy, "kwargs": kwargs, "epochs": 2},
+        "generations": 1,
+    })
+    result = run_experiment(cfg, folder)
+    assert len(result.cycles) == 1
+    return json.loads((folder / "results.json").read_text())
+
+
 @pytest.fixture(scope="package")
 def suite() -> DomainSuite:
     """2000 samples per domain: train 1000, test 500, field 250 per domain."""

@@ -16,7 +16,7 @@ from crossfeed.exceptions import ValidationError
 from crossfeed.feedback import DataFreeKD, absorb, batchnorm_layers, data_free_kd, deep_inversion
 from crossfeed.models import TorchClassifier
 
-from .conftest import ABSORB, context
+from .conftest import ABSORB, context, run_tiny_cycle
 from .test_multi_teacher_kd import pooled_absorption, scarce
 
 
@@ -152,20 +152,7 @@ def test_usable_from_yaml_config():
 
 
 def test_the_cycle_runs_it_from_a_config(tmp_path):
-    import json
-
-    from crossfeed.experiments import run_experiment
-
-    cfg = config_from_dict({
-        "name": "tiny-data-free", "seeds": [0],
-        "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 200, "domains": ["default", "noisy"]}},
-        "large": {"module": "cnn1d", "module_kwargs": {"size": "tiny"}, "epochs": 3, "lr": 0.005, "patience": None},
-        "experts": {"student": "cnn1d:tiny", "epochs": 2, "finetune_epochs": 2},
-        "feedback": {"strategy": "data_free_kd", "kwargs": {"steps": 10}, "epochs": 2},
-        "generations": 1,
-    })
-    run_experiment(cfg, tmp_path)
-    data = json.loads((tmp_path / "results.json").read_text())
+    data = run_tiny_cycle("data_free_kd", {"steps": 10}, tmp_path)
     assert set(data["summary"]["large_accuracy"]["gen-1"]) == {"default", "noisy"}
     assert data["seeds"][0]["generations"][1]["feedback"]["info"]["synthetic_rows"] == {"noisy": 100}
 

@@ -25,7 +25,7 @@ from crossfeed.feedback import (
 )
 from crossfeed.feedback._generative import allocate
 
-from .conftest import ABSORB, context
+from .conftest import ABSORB, context, run_tiny_cycle
 from .test_multi_teacher_kd import pooled_absorption
 
 FAST = {"generator_steps": 300, "hidden": 64, "measure_quality": False}
@@ -232,21 +232,7 @@ def test_usable_from_yaml_config():
 
 
 def test_the_cycle_runs_it_from_a_config(tmp_path):
-    import json
-
-    from crossfeed.experiments import run_experiment
-
-    cfg = config_from_dict({
-        "name": "tiny-generative", "seeds": [0],
-        "suite": {"name": "mnist1d", "kwargs": {"n_per_domain": 200, "domains": ["default", "noisy"]}},
-        "large": {"module": "cnn1d", "module_kwargs": {"size": "tiny"}, "epochs": 3, "lr": 0.005, "patience": None},
-        "experts": {"student": "cnn1d:tiny", "epochs": 2, "finetune_epochs": 2},
-        "feedback": {"strategy": "generative_augment", "kwargs": {"generator_steps": 20, "hidden": 16}, "epochs": 2},
-        "generations": 1,
-    })
-    result = run_experiment(cfg, tmp_path)
-    assert len(result.cycles) == 1
-    data = json.loads((tmp_path / "results.json").read_text())
+    data = run_tiny_cycle("generative_augment", {"generator_steps": 20, "hidden": 16}, tmp_path)
     assert set(data["summary"]["large_accuracy"]["gen-1"]) == {"default", "noisy"}
 
 

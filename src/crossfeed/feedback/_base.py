@@ -403,6 +403,13 @@ def general_data(suite: DomainSuite) -> tuple[str, np.ndarray, np.ndarray]:
     return name, domain.X_train, domain.y_train
 
 
+def share_domains(suite: DomainSuite, n_taught: int) -> int:
+    """How many domains a share of the training rows is split between: every shifted domain of
+    the suite (so a step that absorbs one domain of four gives it a quarter), and at least the
+    ``n_taught`` taught in this step."""
+    return max(int(n_taught), sum(name != suite.general_domain for name in suite.names))
+
+
 def flat(X: np.ndarray) -> np.ndarray:
     """Samples flattened to shape (n_samples, n_features), float32."""
     X = np.asarray(X, dtype=np.float32)

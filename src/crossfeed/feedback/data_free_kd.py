@@ -46,6 +46,7 @@ from crossfeed.feedback._base import (
     flat,
     general_data,
     register,
+    share_domains,
     with_unlabelled,
 )
 from crossfeed.feedback._field import top_up_sizes
@@ -204,9 +205,9 @@ class DataFreeKD(FeedbackStrategy):
     def prepare(self, ctx: FeedbackContext) -> DistillData:
         large, experts, suite, seed = ctx.large, ctx.experts, ctx.suite, ctx.settings.seed
         _, X_gen, y_gen = general_data(suite)
-        X_gen = flat(X_gen).astype(np.float32)
+        X_gen = flat(X_gen)
         parts_X, parts_t = [X_gen], [teacher_logits(large, X_gen)]
-        n_domains = max(len(experts), sum(name != suite.general_domain for name in suite.names))
+        n_domains = share_domains(suite, len(experts))
         sizes = top_up_sizes(len(X_gen), [0] * len(experts), self.synthetic_share, n_domains)
         bounds = (float(X_gen.min()), float(X_gen.max()))
         n_classes = len(large.classes_)

@@ -34,6 +34,7 @@ from crossfeed.feedback._base import (
     flat,
     general_data,
     register,
+    share_domains,
     with_unlabelled,
 )
 from crossfeed.feedback._field import AUGMENTS, top_up_fields
@@ -154,7 +155,7 @@ class EnsembleDistill(FeedbackStrategy):
         X_gen = flat(X_gen)
         given = {name: flat(suite[name].X_field) for name in experts}
         # each domain's part of the share as if every shifted domain of the suite were absorbed now
-        n_domains = max(len(given), sum(name != suite.general_domain for name in suite.names))
+        n_domains = share_domains(suite, len(given))
         fields = top_up_fields(len(X_gen), given, self.field_share, self.field_augment, ctx.settings.seed,
                                n_domains=n_domains)
         X = np.concatenate([X_gen] + [fields[n] for n in experts] * self.field_repeats)

@@ -59,6 +59,7 @@ from crossfeed.feedback._base import (
     flat,
     general_data,
     register,
+    share_domains,
     with_unlabelled,
 )
 from crossfeed.feedback._field import top_up_sizes
@@ -151,7 +152,7 @@ class GenerativeAugment(FeedbackStrategy):
         parts_X, parts_t = [X_gen], [teacher_logits(large, X_gen)]
         given = {name: flat(suite[name].X_field) for name in experts}
         # the rows multi_teacher_kd would train on per domain with field_share = synthetic_share
-        n_domains = max(len(given), sum(name != suite.general_domain for name in suite.names))
+        n_domains = share_domains(suite, len(given))
         sizes = top_up_sizes(len(X_gen), [len(X) for X in given.values()], self.synthetic_share, n_domains)
         info: dict[str, dict] = {key: {} for key in ("field_samples", "synthetic_rows", "field_rows_sent",
                                                      "pseudo_label_counts", "expert_agreement")}
