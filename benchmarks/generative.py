@@ -229,7 +229,7 @@ def main() -> None:
     shifted = [n for n in suite.names if n != general]
     payload = {
         "benchmark": "generative", "suite": args.suite, "command": "python benchmarks/generative.py " + " ".join(sys.argv[1:]),
-        "seeds": args.seeds, "field_sizes": sizes, "settings": cfg, "lr": 1e-3,
+        "seeds": args.seeds, "jobs": args.jobs, "field_sizes": sizes, "settings": cfg, "lr": 1e-3,
         "general_training_rows": len(suite[general].X_train), "strategies": {k: {"strategy": v[0], "params": v[1]}
                                                                            for k, v in STRATEGIES.items()
                                                                            if args.strategies is None

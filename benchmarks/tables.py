@@ -343,7 +343,8 @@ def generative(suite: str = "mnist1d") -> str:
     data = json.loads((RESULTS / f"generative-{suite}.json").read_text())
     m, table = data["machine"], data["table"]
     sizes = list(table)
-    lines = [f"`{data['command']}`: seeds {data['seeds']}, {data['seconds']:.0f} s on {m['cpu']}, one core. Pooled "
+    where = "two seeds at a time in two processes on the two cores" if "--jobs 2" in data["command"] else "one core"
+    lines = [f"`{data['command']}`: seeds {data['seeds']}, {data['seconds']:.0f} s on {m['cpu']}, {where}. Pooled "
              "absorption, median [min, max] over seeds, cut to 0.001; quality (VAE / GAN): expert agreement, C2ST "
              "accuracy, DCR ratio, medians over domains then seeds.", "",
              "| strategy | " + " | ".join(f"{n} field rows per domain" for n in sizes) + " |",
