@@ -18,11 +18,11 @@ Measured (``benchmarks/generative.py``, 3 seeds, medians of pooled absorption, 4
 generated rows only / field rows + generated rows / multi_teacher_kd with mixup top-up / without
 / :class:`~crossfeed.feedback.DataFreeKD`, which sends nothing but the expert): mnist1d at 50
 field rows per domain 0.558 / 0.618 / 0.608 / 0.477 / 0.468, at 200 0.546 / 0.805 / 0.777 / 0.776
-/ 0.468 (commit 8f40386); Fashion-MNIST at 50 0.697 / 0.796 / 0.792 / 0.694, at 200 0.740 / 0.888
-/ 0.913 / 0.915 (an earlier run, without the data-free baseline). Generated rows alone beat the
-data-free inversion on every mnist1d seed and trail the raw field rows; in place of mixup rows they
-match the same-budget baseline. The conditional GAN is unstable at this size (pooled absorption
-0.24 or less, C2ST accuracy 0.99 to 1.0): use the VAE.
+/ 0.468 (commit 8f40386); Fashion-MNIST at 50 0.682 / 0.745 / 0.786 / 0.719 / 0.647, at 200
+0.710 / 0.894 / 0.898 / 0.918 / 0.647. Generated rows alone beat the data-free inversion on every
+seed but one (fashion, 50 rows) and trail the raw field rows; in place of mixup rows they match
+the same-budget baseline within seed spread at 200 rows. The conditional GAN is unstable at this
+size (pooled absorption 0.31 or less, C2ST accuracy 0.99 to 1.0): use the VAE.
 
 Context and sources:
 
