@@ -22,15 +22,15 @@ Budget: each domain gets its part of ``synthetic_share`` of the training rows, t
 same ``field_share`` (its budget whenever a domain's field data is smaller than its part).
 
 - DeepInversion: Yin, Molchanov, Alvarez, Li, Mallya, Hoiem, Jha & Kautz (CVPR 2020), "Dreaming to
-  Distill: Data-free Knowledge Transfer via DeepInversion", arXiv 1912.08795.
-- Data-free distillation from batch-norm statistics, multi-teacher: Zero-shot / data-free
-  amalgamation follows the same recipe per teacher (e.g. Yin et al. 2020, section 4.4).
+  Distill: Data-free Knowledge Transfer via DeepInversion", arXiv 1912.08795. Here it runs once
+  per teacher, each domain's expert inverting its own domain.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -118,33 +118,27 @@ def deep_inversion(
         raise ValidationError(f"the network ({type(module).__name__}) has no BatchNorm layer with running "
                               "statistics, which DeepInversion matches; pass bn_weight=0 to invert the class "
                               "loss alone, or use a teacher with BatchNorm")
-    was_training = module.training
-    module.eval()
-    stats: list[torch.Tensor] = []
-    handles = _watch(layers if bn_weight > 0 else [], stats)
-    frozen = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    x = torch.tensor(x0, requires_grad=True)
-    optimizer = torch.optim.Adam([x], lr=lr)
-    try:
-        for _ in range(int(steps)):
-            stats.clear()
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(module(x), targets_t)
-            if stats:
-                loss = loss + bn_weight * torch.stack(stats).sum()
-            loss.backward()
-            optimizer.step()
-            if bounds is not None:
-                with torch.no_grad():
-                    x.clamp_(float(bounds[0]), float(bounds[1]))
-    finally:
-        for handle in handles:
-            handle.remove()
-        for p, flag in zip(module.parameters(), frozen, strict=True):
-            p.requires_grad_(flag)
-        module.train(was_training)
+    with _bn_terms(module, layers if bn_weight > 0 else []) as stats:
+        frozen = [p.requires_grad for p in module.parameters()]
+        for p in module.parameters():
+            p.requires_grad_(False)
+        x = torch.tensor(x0, requires_grad=True)
+        optimizer = torch.optim.Adam([x], lr=lr)
+        try:
+            for _ in range(int(steps)):
+                stats.clear()
+                optimizer.zero_grad()
+                loss = nn.functional.cross_entropy(module(x), targets_t)
+                if stats:
+                    loss = loss + bn_weight * torch.stack(stats).sum()
+                loss.backward()
+                optimizer.step()
+                if bounds is not None:
+                    with torch.no_grad():
+                        x.clamp_(float(bounds[0]), float(bounds[1]))
+        finally:
+            for p, flag in zip(module.parameters(), frozen, strict=True):
+                p.requires_grad_(flag)
     out = x.detach().numpy()
     if not np.isfinite(out).all():
         raise ValidationError("DeepInversion diverged (non-finite inputs); lower lr or bn_weight")
@@ -254,8 +248,11 @@ def _network(expert: Any, name: str) -> nn.Module:
     return module
 
 
-def _watch(layers: Sequence[nn.modules.batchnorm._BatchNorm], terms: list[torch.Tensor]) -> list[Any]:
-    """Forward hooks that append each layer's statistics term to ``terms``; remove them after use."""
+@contextmanager
+def _bn_terms(module: nn.Module, layers: Sequence[nn.modules.batchnorm._BatchNorm]) -> Iterator[list[torch.Tensor]]:
+    """``module`` in eval mode, each forward appending every layer's statistics term to the list
+    yielded; the hooks are removed and the module's mode restored after."""
+    terms: list[torch.Tensor] = []
 
     def match(layer: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...], _: Any) -> None:
         h = inputs[0]
@@ -263,7 +260,15 @@ def _watch(layers: Sequence[nn.modules.batchnorm._BatchNorm], terms: list[torch.
         terms.append(torch.linalg.vector_norm(h.mean(dim=dims) - layer.running_mean)
                      + torch.linalg.vector_norm(h.var(dim=dims, unbiased=False) - layer.running_var))
 
-    return [layer.register_forward_hook(match) for layer in layers]
+    handles = [layer.register_forward_hook(match) for layer in layers]
+    was_training = module.training
+    module.eval()
+    try:
+        yield terms
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
 
 
 def _bn_gap(module: nn.Module, X: np.ndarray) -> float | None:
@@ -271,15 +276,6 @@ def _bn_gap(module: nn.Module, X: np.ndarray) -> float | None:
     layers = batchnorm_layers(module)
     if not layers or not len(X):
         return None
-    terms: list[torch.Tensor] = []
-    handles = _watch(layers, terms)
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(torch.as_tensor(np.asarray(X, dtype=np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        module.train(was_training)
+    with _bn_terms(module, layers) as terms, torch.no_grad():
+        module(torch.as_tensor(np.asarray(X, dtype=np.float32)))
     return float(sum(float(t) for t in terms))
