@@ -43,7 +43,10 @@ from crossfeed.spawn._search import (
     ArchitectureSpace,
     SearchResult,
     pareto_front,
+    prior_configs,
     search_architecture,
+    tpe_search,
+    trial_scorer,
     warm_start_configs,
 )
 
@@ -62,6 +65,7 @@ __all__ = [
     "kd_loss",
     "make_student",
     "pareto_front",
+    "prior_configs",
     "prune_structured",
     "prune_unstructured",
     "quantize",
@@ -75,6 +79,8 @@ __all__ = [
     "spawn_experts",
     "spawn_section",
     "teacher_logits",
+    "tpe_search",
+    "trial_scorer",
     "warm_start_configs",
     "weights_file_size",
 ]

@@ -16,7 +16,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +27,8 @@ from crossfeed.data import Domain
 from crossfeed.exceptions import ValidationError, missing_dependency
 from crossfeed.models import TorchClassifier, count_params, flops_per_sample
 
-__all__ = ["ArchitectureSpace", "SearchResult", "pareto_front", "search_architecture", "warm_start_configs"]
+__all__ = ["ArchitectureSpace", "SearchResult", "pareto_front", "prior_configs", "search_architecture", "tpe_search",
+           "trial_scorer", "warm_start_configs"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: At most this many configurations are built when checking that a space has a valid one.
 MAX_CHECKED = 4096
+#: A search stops after this many proposals of configurations it had already tried (see :func:`tpe_search`).
+MAX_REPEATS = 200
 
 
 @dataclass(frozen=True)
@@ -255,11 +258,13 @@ class SearchResult:
         for a configuration that failed to build or train, with its ``error``), ``flops_per_sample``,
         ``n_params``, ``seconds``, ``enqueued`` (a warm-start configuration).
     space : the searched space (:meth:`ArchitectureSpace.to_dict`), seed : the sampler's and the models' seed.
+    repeats : proposals of configurations already tried, answered without a new trial.
     """
 
     trials: tuple[dict[str, Any], ...]
     space: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    repeats: int = 0
 
     @property
     def completed(self) -> list[dict[str, Any]]:
@@ -293,12 +298,12 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         best = self.best if self.completed else None
         return {"seed": self.seed, "space": self.space, "trials": [dict(t) for t in self.trials], "best": best,
-                "pareto": [t["number"] for t in self.pareto()]}
+                "pareto": [t["number"] for t in self.pareto()], "repeats": self.repeats}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchResult:
         return cls(trials=tuple(dict(t) for t in data["trials"]), space=dict(data.get("space", {})),
-                   seed=data.get("seed"))
+                   seed=data.get("seed"), repeats=int(data.get("repeats", 0)))
 
 
 def _config_key(params: Mapping[str, Any]) -> tuple:
@@ -333,6 +338,99 @@ def warm_start_configs(results: Sequence[SearchResult], k: int = 3) -> list[dict
     return configs
 
 
+def prior_configs(results: Sequence[SearchResult], space: ArchitectureSpace, n: int = 5, *,
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """The ``n`` configurations of ``space`` that a surrogate fitted on other searches rates best.
+
+    A meta-learned prior for a new domain's search, in the quantile-pooling spirit of Salinas et
+    al. 2020 ("A Quantile-based Approach for Hyperparameter Transfer Learning", ICML): every
+    completed trial of every source search is one example, its configuration encoded one column per
+    parameter (numbers as they are, other choices one-hot) and its target the trial's accuracy as a
+    quantile within its own search (0 its worst, 1 its best), so domains that reach different
+    accuracies weigh alike. A seeded random forest (scikit-learn) fitted on the pooled examples
+    rates every configuration of ``space`` (a random ``MAX_RATED`` of them when the space is
+    larger), those no source tried included; the ``n`` best rated come back, best first. Unlike
+    :func:`warm_start_configs` it can propose a configuration no source ran, and it weighs what the
+    sources agree on over one source's single winner.
+
+    Example
+    -------
+    >>> space = ArchitectureSpace("mlp", categorical={"width": [16, 32, 64]}, int_ranges={"layers": (1, 2)})
+    >>> a = SearchResult(tuple({"number": i, "params": p, "accuracy": acc} for i, (p, acc) in enumerate([
+    ...     ({"width": 64, "layers": 2}, 0.9), ({"width": 16, "layers": 1}, 0.6), ({"width": 32, "layers": 2}, 0.8)])))
+    >>> prior_configs([a], space, n=2)[0]
+    {'layers': 2, 'width': 64}
+    """
+    from scipy.stats import rankdata
+    from sklearn.ensemble import RandomForestRegressor
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValidationError(f"n must be an integer >= 1; got {n!r}")
+    if not isinstance(space, ArchitectureSpace):
+        raise ValidationError(f"space must be an ArchitectureSpace; got {type(space).__name__}")
+    rows, targets = [], []
+    for result in results:
+        done = [t for t in result.completed if space.contains(t["params"])]
+        if not done:
+            continue
+        ranks = rankdata([t["accuracy"] for t in done], method="average")
+        quantiles = (ranks - 1) / (len(done) - 1) if len(done) > 1 else np.full(1, 0.5)
+        rows += [t["params"] for t in done]
+        targets += list(quantiles)
+    if not rows:
+        raise ValidationError(
+            f"no completed trial of the {len(results)} source search(es) lies in the {space.architecture} space "
+            f"{space.to_dict()}; pass searches of the same space with at least one completed trial"
+        )
+    rng = np.random.default_rng(seed)
+    if space.n_configurations <= MAX_RATED:
+        candidates = list(space.configurations())
+    else:
+        candidates = [_random_config(space, rng) for _ in range(MAX_RATED)]
+    forest = RandomForestRegressor(n_estimators=200, random_state=seed)
+    forest.fit(_encode(space, rows), np.asarray(targets))
+    rated = forest.predict(_encode(space, candidates))
+    order = sorted(range(len(candidates)), key=lambda i: (-rated[i], i))
+    picked, seen = [], set()
+    for i in order:
+        key = _config_key(candidates[i])
+        if key not in seen:
+            seen.add(key)
+            picked.append(dict(candidates[i]))
+        if len(picked) == n:
+            break
+    return picked
+
+
+#: :func:`prior_configs` rates at most this many configurations of a space (a random sample of larger ones).
+MAX_RATED = 20000
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _encode(space: ArchitectureSpace, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """One row per configuration: a column per numeric parameter, a one-hot block per other one."""
+    columns: list[np.ndarray] = []
+    for name in space.names:
+        values = [c[name] for c in configs]
+        choices = space.categorical.get(name)
+        if choices is None or all(_is_number(v) for v in choices):
+            columns.append(np.asarray(values, dtype=float)[:, None])
+        else:
+            columns.append(np.asarray([[v == c and isinstance(v, bool) == isinstance(c, bool) for c in choices]
+                                       for v in values], dtype=float))
+    return np.hstack(columns)
+
+
+def _random_config(space: ArchitectureSpace, rng: np.random.Generator) -> dict[str, Any]:
+    return {name: (space.categorical[name][int(rng.integers(len(space.categorical[name])))]
+                   if name in space.categorical else int(rng.integers(space.int_ranges[name][0],
+                                                                      space.int_ranges[name][1] + 1)))
+            for name in space.names}
+
+
 @contextmanager
 def _quiet_optuna(optuna: Any, verbosity: int) -> Iterator[None]:
     before = optuna.logging.get_verbosity()
@@ -355,6 +453,28 @@ def _split_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return X_train, y_train, X_val, y_val
 
 
+def trial_scorer(space: ArchitectureSpace, data: Domain | tuple[Any, Any, Any, Any], *,
+                 seed: int) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """How :func:`search_architecture` scores one configuration: train it on ``data``'s train split
+    (``random_state=seed``) and measure its validation accuracy, FLOPs per sample and parameter count.
+
+    Returns a function ``params -> {"accuracy", "flops_per_sample", "n_params"}`` that raises
+    ``ValidationError`` for a configuration that does not build (e.g. too deep for the input).
+    Scoring every configuration of a space with it gives a lookup table that :func:`tpe_search`
+    can replay exactly (a tabular benchmark, as NAS-Bench-101 does for cells).
+    """
+    X_train, y_train, X_val, y_val = _split_data(data)
+    X_train, X_val = np.asarray(X_train), np.asarray(X_val)
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+
+    def score(params: Mapping[str, Any]) -> dict[str, Any]:
+        model = space.estimator(params, random_state=seed).fit(X_train, y_train)
+        return {"accuracy": float(np.mean(model.predict(X_val) == y_val)),
+                "flops_per_sample": flops_per_sample(model, X_val[:1]), "n_params": count_params(model)}
+
+    return score
+
+
 def search_architecture(
     space: ArchitectureSpace,
     data: Domain | tuple[Any, Any, Any, Any],
@@ -372,11 +492,13 @@ def search_architecture(
     space : the architectures to try and the training settings.
     data : a :class:`~crossfeed.data.Domain` (its train and val splits) or ``(X_train, y_train,
         X_val, y_val)``, X of shape (n_samples, n_features).
-    n_trials : trials to run, the warm-start ones included.
+    n_trials : distinct configurations to train, the warm-start ones included (a configuration
+        the sampler proposes again is answered from the first trial, not retrained; see
+        :func:`tpe_search`).
     seed : seeds the sampler and every trial's model (``random_state``), so one seed gives the same trials.
-    warm_start : configurations to evaluate first (e.g. :func:`warm_start_configs` of other
-        domains' searches); duplicates are dropped, and configurations outside ``space`` are skipped
-        with a logged warning.
+    warm_start : configurations to evaluate first (e.g. :func:`warm_start_configs` or
+        :func:`prior_configs` of other domains' searches); duplicates are dropped, and
+        configurations outside ``space`` are skipped with a logged warning.
     timeout : stop starting trials after this many seconds.
     optuna_verbosity : Optuna's log level during the search (restored after).
 
@@ -393,6 +515,38 @@ def search_architecture(
     >>> result.trials[0]["params"], result.trials[0]["enqueued"]
     ({'width': 32}, True)
     """
+    if not isinstance(space, ArchitectureSpace):
+        raise ValidationError(f"space must be an ArchitectureSpace; got {type(space).__name__}")
+    X_train, y_train, X_val, y_val = _split_data(data)
+    space.check(int(np.prod(np.asarray(X_train).shape[1:])), max(2, len(np.unique(np.asarray(y_train)))))
+    return tpe_search(space, trial_scorer(space, (X_train, y_train, X_val, y_val), seed=seed), n_trials=n_trials,
+                      seed=seed, warm_start=warm_start, timeout=timeout, optuna_verbosity=optuna_verbosity)
+
+
+def tpe_search(
+    space: ArchitectureSpace,
+    score: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    n_trials: int,
+    seed: int,
+    warm_start: Sequence[Mapping[str, Any]] = (),
+    timeout: float | None = None,
+    optuna_verbosity: int = logging.WARNING,
+) -> SearchResult:
+    """Optuna's seeded TPE sampler over ``space``, each configuration scored by ``score``.
+
+    ``score(params)`` returns at least ``accuracy`` (maximised; ``flops_per_sample`` and
+    ``n_params`` are recorded when given) and may raise ``ValidationError`` for a configuration that
+    cannot be built (a failed trial: it counts, it was spent). :func:`search_architecture` passes
+    :func:`trial_scorer`; a lookup table of scores replays the same search without training.
+
+    A trial is one distinct configuration. TPE over categorical choices proposes a configuration it
+    has already tried now and then; such a proposal is answered from the first trial (so the
+    sampler still learns from it), is not scored again and is not counted. The search ends after
+    ``n_trials`` distinct configurations, when the space has no untried one left, or after
+    ``n_trials + MAX_REPEATS`` proposals, whichever comes first. ``SearchResult.repeats`` counts the
+    answered proposals.
+    """
     try:
         import optuna
     except ImportError:
@@ -401,11 +555,7 @@ def search_architecture(
         raise ValidationError(f"space must be an ArchitectureSpace; got {type(space).__name__}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValidationError(f"n_trials must be an integer >= 1; got {n_trials!r}")
-    X_train, y_train, X_val, y_val = _split_data(data)
-    X_train, X_val = np.asarray(X_train), np.asarray(X_val)
-    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
-    n_features = int(np.prod(X_train.shape[1:]))
-    space.check(n_features, max(2, len(np.unique(y_train))))
+    wanted = min(n_trials, space.n_configurations)
 
     queue, seen = [], set()
     for params in warm_start:
@@ -420,38 +570,50 @@ def search_architecture(
             continue
         queue.append(params)
 
-    records: dict[int, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
+    by_key: dict[tuple, dict[str, Any]] = {}
+    repeats = 0
 
     def objective(trial: Any) -> float:
+        nonlocal repeats
         params: dict[str, Any] = {}
         for name in space.names:
             if name in space.categorical:
                 params[name] = trial.suggest_categorical(name, list(space.categorical[name]))
             else:
                 params[name] = trial.suggest_int(name, *space.int_ranges[name])
-        record: dict[str, Any] = {"number": trial.number, "params": params, "accuracy": None,
+        key = _config_key(params)
+        if key in by_key:  # answered from the first trial of this configuration
+            repeats += 1
+            first = by_key[key]
+            if first["accuracy"] is None:
+                raise ValidationError(first["error"])
+            return first["accuracy"]
+        record: dict[str, Any] = {"number": len(records), "params": params, "accuracy": None,
                                   "flops_per_sample": None, "n_params": None, "seconds": 0.0,
                                   "enqueued": bool(trial.user_attrs.get("enqueued", False))}
-        records[trial.number] = record
+        records.append(record)
+        by_key[key] = record
         start = time.perf_counter()
         try:
-            model = space.estimator(params, random_state=seed).fit(X_train, y_train)
+            scored = score(params)
         except ValidationError as exc:  # e.g. too deep for the input length
             record["error"], record["seconds"] = str(exc), time.perf_counter() - start
             raise
-        accuracy = float(np.mean(model.predict(X_val) == y_val))
         record["seconds"] = time.perf_counter() - start
-        record["accuracy"] = accuracy
-        record["flops_per_sample"] = flops_per_sample(model, X_val[:1])
-        record["n_params"] = count_params(model)
-        trial.set_user_attr("flops_per_sample", record["flops_per_sample"])
-        trial.set_user_attr("n_params", record["n_params"])
-        return accuracy
+        record["accuracy"] = float(scored["accuracy"])
+        record["flops_per_sample"] = scored.get("flops_per_sample")
+        record["n_params"] = scored.get("n_params")
+        return record["accuracy"]
+
+    def enough(study: Any, trial: Any) -> None:
+        if len(records) >= wanted:
+            study.stop()
 
     with _quiet_optuna(optuna, optuna_verbosity):
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         for params in queue:
             study.enqueue_trial(params, user_attrs={"enqueued": True})
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValidationError,))
-    trials = tuple(records[n] for n in sorted(records))
-    return SearchResult(trials=trials, space=space.to_dict(), seed=seed)
+        study.optimize(objective, n_trials=wanted + MAX_REPEATS, timeout=timeout, catch=(ValidationError,),
+                       callbacks=[enough])
+    return SearchResult(trials=tuple(records), space=space.to_dict(), seed=seed, repeats=repeats)
