@@ -23,7 +23,10 @@ from crossfeed.spawn import (  # noqa: E402
     ArchitectureSpace,
     SearchResult,
     pareto_front,
+    prior_configs,
     search_architecture,
+    tpe_search,
+    trial_scorer,
     warm_start_configs,
 )
 
@@ -139,6 +142,74 @@ def test_warm_start_from_another_domain_reaches_cold_best_sooner(tiny: DomainSui
     assert warm.trials[0]["params"] == src.best["params"] and warm.trials[0]["enqueued"]
     assert warm.trials_to_reach(best) is not None
     assert warm.trials_to_reach(best) < cold.trials_to_reach(best)
+
+
+def test_a_search_replays_from_a_table_of_its_scores(tiny: DomainSuite) -> None:
+    """trial_scorer is what search_architecture trains with: a table of its scores replays the search."""
+    domain = tiny.domains[2]
+    score = trial_scorer(SPACE, domain, seed=5)
+    table = {repr(sorted(p.items())): score(p) for p in SPACE.configurations()}
+    real = search_architecture(SPACE, domain, n_trials=5, seed=5)
+    replayed = tpe_search(SPACE, lambda p: table[repr(sorted(p.items()))], n_trials=5, seed=5)
+    assert [(t["params"], t["accuracy"]) for t in real.trials] == [(t["params"], t["accuracy"]) for t in replayed.trials]
+
+
+def test_a_repeated_proposal_is_answered_not_retrained() -> None:
+    """Fails if a configuration proposed again were scored and counted again: TPE over 8
+    configurations proposes repeats long before it has tried all 8."""
+    calls: list[dict] = []
+
+    def score(params: dict) -> dict:
+        calls.append(dict(params))
+        return {"accuracy": params["width"] / 256 + 0.1 * params["layers"]}
+
+    result = tpe_search(SPACE, score, n_trials=8, seed=0)
+    keys = [tuple(sorted(t["params"].items())) for t in result.trials]
+    assert len(calls) == len(result.trials) == 8 and len(set(keys)) == 8  # every configuration, once each
+    assert result.repeats > 0  # the sampler did propose repeats; they cost nothing
+    assert SearchResult.from_dict(result.to_dict()).repeats == result.repeats
+    more = tpe_search(SPACE, score, n_trials=50, seed=0)  # more trials than configurations: stops at 8
+    assert len(more.trials) == 8
+
+
+def test_a_failing_configuration_counts_once() -> None:
+    def score(params: dict) -> dict:
+        if params["layers"] == 2:
+            raise ValidationError("too deep")
+        return {"accuracy": params["width"] / 256}
+
+    result = tpe_search(SPACE, score, n_trials=8, seed=1)
+    failed = [t for t in result.trials if t["accuracy"] is None]
+    assert len(failed) == 4 and all(t["error"] == "too deep" for t in failed)
+    assert len({tuple(sorted(t["params"].items())) for t in result.trials}) == len(result.trials) == 8
+
+
+def test_prior_weighs_each_source_by_its_own_ranking() -> None:
+    """Fails if raw accuracies were pooled: source c reaches 0.99 on its domain with width 8 (the
+    only width it tried), a and b (lower accuracies) rank width 256 first; as quantiles within each
+    search, width 256 wins, and the prior proposes its untried pairing with 2 layers too."""
+    space = ArchitectureSpace("mlp", categorical={"width": [8, 32, 256]}, int_ranges={"layers": (1, 2)})
+    a = SearchResult((_trial(0, 0.70, 1, width=256, layers=1), _trial(1, 0.60, 1, width=32, layers=1),
+                      _trial(2, 0.50, 1, width=8, layers=1)))
+    b = SearchResult((_trial(0, 0.40, 1, width=256, layers=1), _trial(1, 0.35, 1, width=32, layers=2),
+                      _trial(2, 0.30, 1, width=8, layers=2)))
+    c = SearchResult((_trial(0, 0.99, 1, width=8, layers=1), _trial(1, 0.98, 1, width=8, layers=2)))
+    picked = prior_configs([a, b, c], space, n=6)
+    assert picked[0]["width"] == 256 and picked[1]["width"] == 256  # the tried (256, 1) and the untried (256, 2)
+    assert sorted(p["layers"] for p in picked[:2]) == [1, 2]
+    assert picked[-1]["width"] == 8 and len(picked) == 6
+    assert prior_configs([a, b, c], space, n=2, seed=3) == prior_configs([a, b, c], space, n=2, seed=3)
+
+
+def test_prior_bad_input() -> None:
+    space = ArchitectureSpace("mlp", categorical={"width": [8, 32]})
+    outside = SearchResult((_trial(0, 0.7, 1, width=4096),))
+    with pytest.raises(ValidationError, match="no completed trial of the 1 source search"):
+        prior_configs([outside], space)
+    with pytest.raises(ValidationError, match="no completed trial of the 0 source search"):
+        prior_configs([], space)
+    with pytest.raises(ValidationError, match="n must be an integer >= 1"):
+        prior_configs([outside], space, n=0)
 
 
 def test_optuna_logging_is_restored(tiny: DomainSuite) -> None:
