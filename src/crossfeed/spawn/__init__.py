@@ -12,9 +12,11 @@
   the ecosystem cycle).
 - :func:`export_onnx`: ONNX export with a parity check, written atomically.
 - :func:`search_architecture`: Optuna (TPE) search of a small model's architecture on one domain,
-  warm-started from other domains' best configurations (:func:`warm_start_configs`), over an
-  :class:`ArchitectureSpace`; a :class:`SearchResult` has the trials, the best and the
-  accuracy-vs-FLOPs Pareto front. Needs ``pip install 'crossfeed[search]'``.
+  warm-started from other domains' best configurations (:func:`warm_start_configs`) or from a
+  surrogate fitted on their trials (:func:`prior_configs`), over an :class:`ArchitectureSpace`; a
+  :class:`SearchResult` has the trials, the best and the accuracy-vs-FLOPs Pareto front;
+  :func:`tpe_search` runs the same search over any scorer (:func:`trial_scorer` is the training
+  one). Needs ``pip install 'crossfeed[search]'``.
 - :func:`spawn_command`, :func:`spawn_section`: what ``crossfeed spawn`` and ``crossfeed demo`` run.
 """
 

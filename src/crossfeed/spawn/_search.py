@@ -7,7 +7,11 @@ scored by its validation accuracy, with its FLOPs per sample and parameter count
 The search for a new domain is warm-started (meta-learning across tasks in the simplest form, as
 in Feurer et al. 2015, "Initializing Bayesian Hyperparameter Optimization via Meta-Learning",
 AAAI) by enqueuing the best configurations the searches of the other domains found
-(:func:`warm_start_configs`): they are evaluated first, then TPE goes on from them.
+(:func:`warm_start_configs`), or the configurations a surrogate fitted on all of their trials rates
+best (:func:`prior_configs`, a meta-learned prior): they are evaluated first, then TPE goes on from
+them. A trial is one distinct configuration: a configuration the sampler proposes again is answered
+from its first trial (:func:`tpe_search`). :func:`trial_scorer` is the scoring alone, so a table of
+its scores replays a search without training (``benchmarks/nas_tabular.py``).
 """
 
 from __future__ import annotations
