@@ -12,6 +12,7 @@ from crossfeed.cycle._cycle import run_fingerprint  # noqa: E402
 from crossfeed.exceptions import ValidationError  # noqa: E402
 from crossfeed.experiments import config_from_dict, run_experiment  # noqa: E402
 from crossfeed.models import load_model  # noqa: E402
+from crossfeed.spawn import SearchResult, prior_configs  # noqa: E402
 
 SPACE = {"architecture": "mlp", "categorical": {"width": [8, 64]}, "int_ranges": {"layers": [1, 2]},
          "trials": 3, "warm_start": 1, "epochs": 3, "lr": 0.01}
@@ -53,6 +54,8 @@ def test_search_settings_are_checked_when_the_config_loads_and_stay_out_of_other
 
     with pytest.raises(ValidationError, match="trials must be >= 1"):
         config_from_dict(with_search(trials=0))
+    with pytest.raises(ValidationError, match="experts.search.prior must be >= 0"):
+        config_from_dict(with_search(prior=-1))
     with pytest.raises(ValidationError, match="no searchable parameter 'depth'"):
         config_from_dict(with_search(categorical={"depth": [1, 2]}))
     with pytest.raises(ValidationError, match="int_ranges.layers must be \\[low, high\\]"):
@@ -64,3 +67,18 @@ def test_search_settings_are_checked_when_the_config_loads_and_stay_out_of_other
     distill = {**TINY, "experts": {"method": "distill", "epochs": 2}}
     assert "search" not in run_fingerprint(config_from_dict(distill), 0)["config"]["experts"]
     assert run_fingerprint(config_from_dict(TINY), 0)["config"]["experts"]["search"]["trials"] == 3
+
+
+def test_prior_warm_starts_the_next_domain_from_the_surrogate(tmp_path):
+    """``prior: 2``: the second domain's search starts from the two configurations the surrogate
+    fitted on the first domain's trials rates best (fails if the prior were ignored: top-1 would
+    enqueue one configuration)."""
+    config = {**TINY, "experts": {**TINY["experts"], "search": {**SPACE, "prior": 2}}}
+    run_experiment(config_from_dict(config), tmp_path)
+    searched = json.loads((tmp_path / "results.json").read_text())["seeds"][0]["generations"][1]["lineage"][
+        "experts"]["search"]
+    space = SearchConfig(**SPACE).space()
+    first = SearchResult(tuple(searched["noisy"]["trials"]))
+    assert searched["noisy"]["warm_start"] == []
+    assert searched["shifted"]["warm_start"] == prior_configs([first], space, n=2, seed=0 + 1)
+    assert [t["enqueued"] for t in searched["shifted"]["trials"][:2]] == [True, True]

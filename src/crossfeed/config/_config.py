@@ -92,7 +92,9 @@ class SearchConfig:
     (``trials`` trials, each trained ``epochs`` epochs on the domain's training split and scored on
     its validation split), the domains one after another, each search warm-started with the
     ``warm_start`` best configurations of the domains searched before it
-    (:func:`crossfeed.spawn.warm_start_configs`; 0: cold starts). The best configuration is the
+    (:func:`crossfeed.spawn.warm_start_configs`; 0: cold starts), or with ``prior`` > 0 the
+    ``prior`` configurations a surrogate fitted on all of those searches' trials rates best
+    (:func:`crossfeed.spawn.prior_configs`, the meta-learned prior). The best configuration is the
     student the large model is then distilled into, as ``experts.method: distill`` does.
     ``categorical`` / ``int_ranges``: the space (see :class:`crossfeed.spawn.ArchitectureSpace`);
     both empty: the architecture's preset space (``ArchitectureSpace.default``).
@@ -101,6 +103,7 @@ class SearchConfig:
     architecture: str = "cnn1d"
     trials: int = 10
     warm_start: int = 3
+    prior: int = 0
     categorical: dict[str, Any] = field(default_factory=dict)
     int_ranges: dict[str, Any] = field(default_factory=dict)
     epochs: int = 5
@@ -529,6 +532,9 @@ def _check_search(c: SearchConfig) -> None:
         raise ValidationError(f"experts.search.trials must be >= 1; got {c.trials}")
     if c.warm_start < 0:
         raise ValidationError(f"experts.search.warm_start must be >= 0 (0: cold starts); got {c.warm_start}")
+    if c.prior < 0:
+        raise ValidationError(f"experts.search.prior must be >= 0 (0: each searched domain's warm_start best "
+                              f"configurations; n: the n the surrogate rates best); got {c.prior}")
     for name, bounds in c.int_ranges.items():
         if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
             raise ValidationError(f"experts.search.int_ranges.{name} must be [low, high]; got {bounds!r}")

@@ -59,7 +59,14 @@ from crossfeed.evaluate import domain_accuracy, prediction_accuracy
 from crossfeed.exceptions import EmptyDataError, ModelFileError, ValidationError
 from crossfeed.feedback import FeedbackReport, RoundsEngine, TrainSettings, absorb
 from crossfeed.models import MetaForest, TorchClassifier, load_model
-from crossfeed.spawn import SearchResult, finetune, search_architecture, spawn_experts, warm_start_configs
+from crossfeed.spawn import (
+    SearchResult,
+    finetune,
+    prior_configs,
+    search_architecture,
+    spawn_experts,
+    warm_start_configs,
+)
 
 __all__ = ["CycleResult", "GenerationResult", "field_batches", "load_cycle", "reproduce_generation", "run_cycle"]
 
@@ -360,7 +367,12 @@ def _searched_experts(e: ExpertsConfig, suite: DomainSuite, large: TorchClassifi
     searched: dict[str, Any] = {}
     for i, name in enumerate(domains):
         progress.stage(f"searching the architecture of {name}'s expert ({c.trials} trials)")
-        warm = warm_start_configs(results, k=c.warm_start) if c.warm_start and results else []
+        if not results:
+            warm = []
+        elif c.prior:
+            warm = prior_configs(results, space, n=c.prior, seed=seed + i)
+        else:
+            warm = warm_start_configs(results, k=c.warm_start) if c.warm_start else []
         result = search_architecture(space, suite[name], n_trials=c.trials, seed=seed + i, warm_start=warm)
         results.append(result)
         best = result.best
