@@ -193,6 +193,26 @@ def summarise_replays(pairs: list[dict[str, Any]], names: list[str]) -> dict[str
     return out
 
 
+def table_stats(tables: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per domain, over data seeds: how far its best configuration stands above the median one, how
+    many configurations tie with its best, and how alike its ranking of the whole space is to the
+    other domains' (mean Spearman correlation): what a warm start from other domains can use."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, Any] = {}
+    for table in tables.values():
+        names = list(table)
+        keys = list(table[names[0]])
+        acc = np.array([[table[n][k].get("accuracy", np.nan) for k in keys] for n in names])
+        for i, name in enumerate(names):
+            rhos = [spearmanr(acc[i], acc[j], nan_policy="omit")[0] for j in range(len(names)) if j != i]
+            row = out.setdefault(name, {"best_minus_median": [], "tied_with_best": [], "mean_spearman_to_others": []})
+            row["best_minus_median"].append(float(np.nanmax(acc[i]) - np.nanmedian(acc[i])))
+            row["tied_with_best"].append(int(np.sum(acc[i] >= np.nanmax(acc[i]) - 1e-12)))
+            row["mean_spearman_to_others"].append(float(np.mean(rhos)))
+    return {name: {k: summary(v) for k, v in row.items()} for name, row in out.items()}
+
+
 def replay(args: argparse.Namespace) -> None:
     space = space_of(args)
     t_start = time.perf_counter()
@@ -230,9 +250,12 @@ def replay(args: argparse.Namespace) -> None:
                "tables": [str(table_path(args.suite, s, args.n_per_domain).relative_to(RESULTS.parent))
                           for s in args.seeds],
                "verified": verified, "machine": machine(), "seconds": time.perf_counter() - t_start,
-               "table": table, "pairs": pairs}
+               "table_stats": table_stats(tables), "table": table, "pairs": pairs}
     path = write(name, payload)
     print(markdown(table, names))
+    for name, row in payload["table_stats"].items():
+        print(f"{name}: best - median {row['best_minus_median']['median']:.3f}, tied with best "
+              f"{row['tied_with_best']['median']:.0f}, mean Spearman to the others {row['mean_spearman_to_others']['median']:.2f}")
     print(f"total {payload['seconds']:.0f} s; wrote {path}")
 
 
