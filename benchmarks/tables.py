@@ -634,6 +634,40 @@ def feddf_es_pooled(*names: str) -> str:
             f"feddf_es beats fedavg by >= 2.71 points on {wins} of {len(runs)} seeds.")
 
 
+def nas_tabular(suite: str = "mnist1d") -> str:
+    """Architecture-search warm starts replayed on tables of every configuration (nas_tabular.py)."""
+    data = json.loads((RESULTS / f"nas-tabular-{suite}.json").read_text())
+    tables = [json.loads((RESULTS.parent / t).read_text()) for t in data["tables"]]
+    build = sum(t["seconds"] for t in tables)
+    m = data["machine"]
+    n_pairs = data["table"][data["strategies"][0]]["per_domain"]["overall"]["pairs"]
+    head = (f"`{data['command']}`: data seeds {data['seeds']} x {data['sampler_seeds_per_data_seed']} sampler seeds "
+            f"= {n_pairs} (target, seed) pairs, {data['trials']} trials per search, {_cut(data['seconds'], 0)} s; "
+            f"tables: {_cut(build, 0)} s of training in all ({len(tables)} x `build --seed`, one core each, commits "
+            f"{', '.join(sorted({t['machine']['commit'] for t in tables}))}); {m['cpu']}, commit {m['commit']}; "
+            "the replay of one real search "
+            f"was checked trial for trial: {data['verified']['same_trials_and_accuracies']}. Ratio = trials the cold "
+            "search needed to reach its best / trials the warm search needed to reach it (never: 0), median "
+            "[min, max] over the pairs, cut to 0.01; \"x of n >= 2\": pairs meeting 2x; speed-up = budget / trials "
+            "the mean warm best-so-far curve needs to reach the mean cold curve's final value.")
+    strategies = data["strategies"]
+    lines = [head, "", "| target | ties with best | rank alike others | " + " | ".join(
+        f"{s}: ratio, x of n >= 2, never, speed-up" for s in strategies) + " |", "|---" * (3 + len(strategies)) + "|"]
+    stats = data["table_stats"]
+    for name in [*stats, "overall"]:
+        cells = []
+        for s in strategies:
+            r = data["table"][s]["per_domain"][name]
+            share = round(r["share_at_least_2"] * r["pairs"])
+            cells.append(f"{_span(r['ratio'], 1, 2)}, {share} of {r['pairs']}, {r['never']}, "
+                         f"{_cut(r['mean_curve_speedup'], 2)}")
+        st = stats.get(name)
+        ties = f"{st['tied_with_best']['median']:.0f}" if st else ""
+        alike = _cut(st["mean_spearman_to_others"]["median"], 2) if st else ""
+        lines.append(f"| {name} | {ties} | {alike} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _args(settings: dict) -> str:
     return f"--suites {' '.join(settings['suites'])} --seeds {' '.join(map(str, settings['seeds']))}"
 
