@@ -12,7 +12,8 @@ NAS-Bench-101, Ying et al. 2019). ``--verify`` checks one real search against it
 Two stages:
 
     # 1. the table: every configuration x domain for one data seed (mnist1d cnn1d: 108 x 5 trainings,
-    #    about 12 minutes on one core); one JSON per seed under results/nas-table/
+    #    about 27 minutes on one core while another build ran on the other; fashion mlp: 36 x 5, about
+    #    3 minutes); one JSON per seed under results/nas-table/
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/nas_tabular.py build --suite mnist1d --seed 0
 
     # 2. the replay: per data seed and sampler seed, each domain's cold search, then for each target
