@@ -70,6 +70,11 @@ MAX_CHECKED = 4096
 MAX_REPEATS = 200
 
 
+def _same_choice(value: Any, choice: Choice) -> bool:
+    """``value`` is ``choice`` (``True`` is not the choice ``1``, nor ``1`` the choice ``True``)."""
+    return value == choice and isinstance(value, bool) == isinstance(choice, bool)
+
+
 @dataclass(frozen=True)
 class ArchitectureSpace:
     """What an architecture search may try: one architecture, the choices of its parameters, and the
@@ -185,8 +190,7 @@ class ArchitectureSpace:
             return False
         for name, value in params.items():
             if name in self.categorical:
-                if not any(value == c and isinstance(value, bool) == isinstance(c, bool)
-                           for c in self.categorical[name]):
+                if not any(_same_choice(value, c) for c in self.categorical[name]):
                     return False
             else:
                 low, high = self.int_ranges[name]
@@ -423,8 +427,7 @@ def _encode(space: ArchitectureSpace, configs: Sequence[Mapping[str, Any]]) -> n
         if choices is None or all(_is_number(v) for v in choices):
             columns.append(np.asarray(values, dtype=float)[:, None])
         else:
-            columns.append(np.asarray([[v == c and isinstance(v, bool) == isinstance(c, bool) for c in choices]
-                                       for v in values], dtype=float))
+            columns.append(np.asarray([[_same_choice(v, c) for c in choices] for v in values], dtype=float))
     return np.hstack(columns)
 
 
