@@ -48,6 +48,7 @@ from _common import RESULTS, machine, summary, write
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.data import load_suite
+from crossfeed.exceptions import ValidationError
 from crossfeed.spawn import (
     ArchitectureSpace,
     prior_configs,
@@ -88,7 +89,7 @@ def build(args: argparse.Namespace) -> None:
             t1 = time.perf_counter()
             try:
                 row = dict(score(params))
-            except Exception as exc:  # noqa: BLE001 - a configuration that does not build is a row too
+            except ValidationError as exc:  # a configuration that does not build: a failed trial, as in a search
                 row = {"error": str(exc)}
             row["seconds"] = time.perf_counter() - t1
             rows[config_key(params)] = row
@@ -108,7 +109,6 @@ def build(args: argparse.Namespace) -> None:
 # -- stage 2: the replay --------------------------------------------------------------------
 def lookup(rows: dict[str, dict[str, Any]]) -> Any:
     """A scorer that reads the table instead of training (``tpe_search``'s ``score``)."""
-    from crossfeed.exceptions import ValidationError
 
     def score(params: dict[str, Any]) -> dict[str, Any]:
         row = rows[config_key(params)]
