@@ -646,7 +646,8 @@ def nas_tabular(suite: str = "mnist1d") -> str:
             f"tables: {_cut(build, 0)} s of training in all ({len(tables)} x `build --seed`, one core each, commits "
             f"{', '.join(sorted({t['machine']['commit'] for t in tables}))}); {m['cpu']}, commit {m['commit']}; "
             "the replay of one real search "
-            f"was checked trial for trial: {data['verified']['same_trials_and_accuracies']}. Ratio = trials the cold "
+            f"was checked trial for trial: {(data['verified'] or {}).get('same_trials_and_accuracies', 'not run')}. "
+            "Ratio = trials the cold "
             "search needed to reach its best / trials the warm search needed to reach it (never: 0), median "
             "[min, max] over the pairs, cut to 0.01; \"x of n >= 2\": pairs meeting 2x; speed-up = budget / trials "
             "the mean warm best-so-far curve needs to reach the mean cold curve's final value.")
