@@ -6,7 +6,9 @@ For each suite (mnist1d, fashion) and seed:
    thread): the large CNN (early stopping on the pooled validation loss), a linear model and a
    tiny CNN from scratch, and students distilled from the large CNN on its predictions for the
    pooled field data (T=4, alpha=0.9; ``crossfeed.spawn.Distiller`` with ``X_transfer``): the
-   candidates for a first stage.
+   candidates for a first stage. On mnist1d the ``_fm`` students are the same networks taught
+   also on 100,000 mixup rows of the training and field inputs that the large model labels
+   (``Distiller(mixup=100_000)``: function matching, Beyer et al. 2022, arXiv 2106.05237).
 2. Combiners fitted on the pooled validation data with the members frozen, scored on the pooled
    test set: the round-1 cascade (tiny -> large, threshold calibrated to the large model's
    validation accuracy); the same calibration with the best student first; an automatic ladder
@@ -61,7 +63,10 @@ SUITES: dict[str, dict[str, Any]] = {
         "arch": "cnn1d", "large": {"size": "large", "dropout": 0.2}, "epochs": 20, "small_epochs": 20,
         "scratch": {"linear": ("linear", {}), "tiny": ("cnn1d", {"size": "tiny"})},
         "students": {"student5": {"channels": [12, 12, 12], "hidden": 64},
-                     "student10": {"channels": [20, 20, 20], "hidden": 64}},
+                     "student10": {"channels": [20, 20, 20], "hidden": 64},
+                     # the same students, taught also on 100,000 mixup rows the large model labels
+                     "student5_fm": {"channels": [12, 12, 12], "hidden": 64, "mixup": 100_000},
+                     "student10_fm": {"channels": [20, 20, 20], "hidden": 64, "mixup": 100_000}},
     },
     "fashion": {
         "arch": "cnn2d", "large": {"size": "large", "dropout": 0.2}, "epochs": 8, "small_epochs": 15,
@@ -110,9 +115,11 @@ def train_pool(suite, spec: dict[str, Any], seed: int, epochs: int, small_epochs
         seconds[name] = time.perf_counter() - t0
     for name, kwargs in spec["students"].items():
         t0 = time.perf_counter()
-        template = TorchClassifier(spec["arch"], module_kwargs=kwargs, epochs=small_epochs, random_state=seed, **FIT)
-        models[name] = Distiller(models[LARGE], template, temperature=4.0, alpha=0.9).fit(
-            X, y, X_transfer=X_field).student_
+        module_kwargs = {k: v for k, v in kwargs.items() if k != "mixup"}
+        template = TorchClassifier(spec["arch"], module_kwargs=module_kwargs, epochs=small_epochs, random_state=seed,
+                                   **FIT)
+        models[name] = Distiller(models[LARGE], template, temperature=4.0, alpha=0.9,
+                                 mixup=kwargs.get("mixup", 0)).fit(X, y, X_transfer=X_field).student_
         seconds[name] = time.perf_counter() - t0
     return models, seconds
 

@@ -49,6 +49,31 @@ def test_distillation_beats_training_from_scratch(teacher, few_labels, pooled) -
     assert gap > 0.15  # about 0.3 -> 0.65 here; the teacher is at about 0.8
 
 
+def test_mixup_rows_beat_the_same_distillation_without_them(teacher, few_labels, pooled) -> None:  # type: ignore[no-untyped-def]
+    """150 labels and 100 transfer rows: mixup rows labelled by the teacher more than double what the student learns."""
+    X_te, y_te = pooled["X_test"], pooled["y_test"]
+    X, y, X_tr = few_labels["X"], few_labels["y"], few_labels["X_transfer"][:100]
+    plain = [_acc(Distiller(teacher, _tiny(s)).fit(X, y, X_transfer=X_tr), X_te, y_te) for s in (0, 1, 2)]
+    mixed = [_acc(Distiller(teacher, _tiny(s), mixup=1500).fit(X, y, X_transfer=X_tr), X_te, y_te) for s in (0, 1, 2)]
+    assert min(mixed) > max(plain), (plain, mixed)
+    assert float(np.median(mixed) - np.median(plain)) > 0.2, (plain, mixed)  # about 0.3 -> 0.65 here
+
+
+def test_mixup_pool_is_seeded_and_reaches_sklearn_students(teacher, few_labels, pooled) -> None:  # type: ignore[no-untyped-def]
+    X, y = few_labels["X"], few_labels["y"]
+    student = _tiny(0).set_params(epochs=2)
+    a = Distiller(teacher, student, mixup=200, random_state=5).fit(X, y).predict_proba(pooled["X_test"])
+    b = Distiller(teacher, student, mixup=200, random_state=5).fit(X, y).predict_proba(pooled["X_test"])
+    c = Distiller(teacher, student, mixup=200, random_state=6).fit(X, y).predict_proba(pooled["X_test"])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    # a student without gradients learns the teacher's labels on the mixup rows too
+    tree = DecisionTreeClassifier(random_state=0)
+    plain = Distiller(teacher, tree).fit(X, y)
+    mixed = Distiller(teacher, tree, mixup=2000, random_state=0).fit(X, y)
+    assert mixed.student_.tree_.node_count > plain.student_.tree_.node_count
+
+
 def test_alpha_zero_is_plain_training(teacher, few_labels, pooled) -> None:  # type: ignore[no-untyped-def]
     student = _tiny(3).set_params(epochs=5)
     plain = clone(student).fit(few_labels["X"], few_labels["y"])
@@ -114,6 +139,8 @@ def test_label_mismatch_raises(teacher, few_labels) -> None:  # type: ignore[no-
     ("temperature", 0.0, "temperature"), ("temperature", -2.0, "temperature"),
     ("alpha", 1.5, "alpha"), ("alpha", -0.1, "alpha"), ("hint_weight", -1.0, "hint_weight"),
     ("hints", "features.0", "pairs"), ("hints", [("a", "b", "c")], "pair"),
+    ("mixup", -1, "mixup"), ("mixup", 2.5, "mixup"), ("mixup", True, "mixup"),
+    ("mixup_alpha", 0.0, "mixup_alpha"), ("mixup_alpha", float("nan"), "mixup_alpha"),
 ])
 def test_bad_parameters_raise(teacher, few_labels, param, value, match) -> None:  # type: ignore[no-untyped-def]
     d = Distiller(teacher, _tiny(0).set_params(epochs=1), **{param: value})

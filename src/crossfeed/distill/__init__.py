@@ -8,6 +8,8 @@ teaching the large model back).
 - :func:`check_temperature`, :func:`check_alpha`, :func:`check_hint_weight`,
   :func:`check_hint_pairs`: the checks every user of the kit shares.
 - :class:`FeatureCapture`, :func:`find_layer`: forward hooks that read a named layer's output.
+- :func:`mixup_rows`, :func:`discrete_columns`: extra inputs for a teacher to label (convex
+  combinations of pairs of rows; id and one-hot columns are not interpolated).
 """
 
 from crossfeed.distill._hints import FeatureCapture, check_hint_pairs, find_layer
@@ -18,6 +20,7 @@ from crossfeed.distill._hook import (
     teacher_logits,
 )
 from crossfeed.distill._kd import check_temperature, hint_loss, kd_loss, soft_targets
+from crossfeed.distill._mixup import discrete_columns, mixup_rows
 
 __all__ = [
     "DistillationHook",
@@ -26,9 +29,11 @@ __all__ = [
     "check_hint_pairs",
     "check_hint_weight",
     "check_temperature",
+    "discrete_columns",
     "find_layer",
     "hint_loss",
     "kd_loss",
+    "mixup_rows",
     "soft_targets",
     "teacher_logits",
 ]

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from crossfeed.distill import discrete_columns, mixup_rows
 from crossfeed.exceptions import ValidationError
 
 __all__ = ["AUGMENTS", "augment_field", "discrete_columns", "mixup_rows", "top_up_fields", "top_up_sizes"]
@@ -75,63 +76,6 @@ def top_up_sizes(n_general: int, field_sizes: Sequence[int], share: float, n_dom
     return [max(int(n), per_domain) for n in field_sizes]
 
 
-def discrete_columns(X: np.ndarray) -> np.ndarray:
-    """Boolean mask of shape (n_features,): columns whose every value is a whole number.
-
-    Such columns are ids, counts or one-hot codes (word ids of a review, a user id): a convex
-    combination of two of them means nothing, so :func:`mixup_rows` does not interpolate them.
-
-    Example
-    -------
-    >>> discrete_columns(np.array([[1.0, 0.5], [3.0, 2.0]]))
-    array([ True, False])
-    """
-    X = _rows(X)
-    return np.all(np.isfinite(X) & (X == np.round(X)), axis=0)
-
-
-def mixup_rows(X: np.ndarray, n: int, rng: np.random.Generator, alpha: float = 1.0) -> np.ndarray:
-    """``n`` new rows, each a convex combination ``lam · X[i] + (1 - lam) · X[j]`` of a random pair.
-
-    ``i`` and ``j`` are drawn uniformly (with replacement) and ``lam ~ Beta(alpha, alpha)``
-    (``alpha = 1``: uniform). Discrete columns (:func:`discrete_columns`) are not interpolated:
-    they take the values of the row with the larger weight, so ids and one-hot codes stay valid.
-
-    Parameters
-    ----------
-    X : array of shape (n_rows, n_features), n_rows >= 1.
-    n : int >= 0, rows to make.
-    rng : numpy Generator.
-    alpha : float > 0.
-
-    Returns
-    -------
-    array of shape (n, n_features), float32.
-
-    Example
-    -------
-    >>> X = np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
-    >>> out = mixup_rows(X, 4, np.random.default_rng(0))
-    >>> out.shape, bool(((out >= 0) & (out <= 1)).all())
-    ((4, 2), True)
-    """
-    X = _rows(X)
-    if len(X) == 0:
-        raise ValidationError("mixup needs at least one row to combine; got none")
-    if n < 0:
-        raise ValidationError(f"n must be >= 0; got {n}")
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValidationError(f"alpha must be a positive finite number (the Beta distribution of lam); got {alpha!r}")
-    i, j = rng.integers(0, len(X), n), rng.integers(0, len(X), n)
-    lam = rng.beta(alpha, alpha, n).astype(np.float32)[:, None]
-    out = lam * X[i] + (1.0 - lam) * X[j]
-    discrete = discrete_columns(X)
-    if discrete.any():
-        nearer = np.where(lam >= 0.5, X[i], X[j])
-        out[:, discrete] = nearer[:, discrete]
-    return out.astype(np.float32)
-
-
 def augment_field(X: np.ndarray, size: int, how: str, rng: np.random.Generator, alpha: float = 1.0) -> np.ndarray:
     """``X`` followed by ``size - len(X)`` extra rows (none when ``X`` has ``size`` rows or more).
 
@@ -150,7 +94,9 @@ def augment_field(X: np.ndarray, size: int, how: str, rng: np.random.Generator, 
     """
     if how not in AUGMENTS:
         raise ValidationError(f"field augmentation must be one of {AUGMENTS}; got {how!r}")
-    X = _rows(X)
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValidationError(f"field rows must have shape (n_rows, n_features); got shape {X.shape}")
     extra = max(0, int(size) - len(X))
     if extra == 0:
         return X
@@ -187,10 +133,3 @@ def top_up_fields(n_general: int, fields: Mapping[str, np.ndarray], share: float
     sizes = top_up_sizes(n_general, [len(fields[n]) for n in names], share, n_domains)
     rng = np.random.default_rng(seed)
     return {n: augment_field(fields[n], size, how, rng, alpha) for n, size in zip(names, sizes, strict=True)}
-
-
-def _rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValidationError(f"field rows must have shape (n_rows, n_features); got shape {X.shape}")
-    return X

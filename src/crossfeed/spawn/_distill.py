@@ -29,6 +29,7 @@ from crossfeed.distill import (
     check_hint_weight,
     check_temperature,
     find_layer,
+    mixup_rows,
     teacher_logits,
 )
 from crossfeed.exceptions import LabelMismatchError, NotFittedError, ValidationError
@@ -69,6 +70,14 @@ class Distiller(ClassifierMixin, BaseEstimator):
         Layer names from ``dict(module.named_modules())``; a learned 1x1 convolution or linear
         projection maps the student's features to the teacher's width when they differ.
     hint_weight : float >= 0, default 1.0.
+    mixup : int >= 0, default 0
+        Extra unlabelled rows for the teacher to label, each a mixup of two training or transfer
+        rows (``lam ~ Beta(mixup_alpha, mixup_alpha)``; :func:`crossfeed.distill.mixup_rows`),
+        added to the transfer data: the student matches the teacher's function between the
+        collected inputs, not only on them (function matching on mixup views, Beyer et al. 2022,
+        arXiv 2106.05237; MixKD, Liang et al. 2021, arXiv 2011.00593). The pool is drawn once,
+        seeded by ``random_state`` (else the student's), and labelled by the teacher once.
+    mixup_alpha : float > 0, default 1.0 (``lam`` uniform).
     random_state : int, optional; overrides the student's ``random_state`` when given.
 
     Attributes
@@ -99,6 +108,8 @@ class Distiller(ClassifierMixin, BaseEstimator):
         alpha: float = 0.9,
         hints: Sequence[tuple[str, str]] | None = None,
         hint_weight: float = 1.0,
+        mixup: int = 0,
+        mixup_alpha: float = 1.0,
         random_state: int | None = None,
     ) -> None:
         self.teacher = teacher
@@ -107,6 +118,8 @@ class Distiller(ClassifierMixin, BaseEstimator):
         self.alpha = alpha
         self.hints = hints
         self.hint_weight = hint_weight
+        self.mixup = mixup
+        self.mixup_alpha = mixup_alpha
         self.random_state = random_state
 
     def fit(
@@ -137,6 +150,7 @@ class Distiller(ClassifierMixin, BaseEstimator):
         alpha = check_alpha(self.alpha)
         check_hint_weight(self.hint_weight)
         hints = check_hint_pairs(self.hints)
+        n_mixup = self._check_mixup()
         teacher = self._check_teacher()
         X = check_features(X)
         X = X.reshape(len(X), -1)
@@ -157,7 +171,12 @@ class Distiller(ClassifierMixin, BaseEstimator):
         for t_layer, _ in hints:
             find_layer(teacher.module_, t_layer, owner="teacher")
 
-        # 2. the teacher's outputs on every training row (labelled, then transfer)
+        if n_mixup:
+            pool = X if Xtr is None else np.concatenate([X, Xtr])
+            extra = mixup_rows(pool, n_mixup, np.random.default_rng(self._seed()), self.mixup_alpha)
+            Xtr = extra if Xtr is None else np.concatenate([Xtr, extra])
+
+        # 2. the teacher's outputs on every training row (labelled, transfer, then mixup rows)
         X_all = X if Xtr is None else np.concatenate([X, Xtr])
         logits = teacher_logits(teacher, X_all)
         if logits.shape != (len(X_all), len(classes)):
@@ -201,6 +220,24 @@ class Distiller(ClassifierMixin, BaseEstimator):
                 "is and never fits it: fit it first"
             )
         return teacher
+
+    def _check_mixup(self) -> int:
+        n = self.mixup
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValidationError(
+                f"mixup must be a whole number of extra rows >= 0 (0 = none); got {n!r}. "
+                "For example mixup=20000 adds 20,000 mixup rows for the teacher to label"
+            )
+        a = self.mixup_alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (np.isfinite(a) and a > 0):
+            raise ValidationError(f"mixup_alpha must be a positive finite number (Beta(a, a) of lam); got {a!r}")
+        return int(n)
+
+    def _seed(self) -> int | None:
+        seed = self.random_state
+        if seed is None and hasattr(self.student, "get_params"):
+            seed = self.student.get_params().get("random_state")
+        return int(seed) if isinstance(seed, (int, np.integer)) else None
 
     def _student_clone(self) -> Any:
         student = clone(self.student)
