@@ -153,12 +153,13 @@ def spawn(
     n_per_domain: int = typer.Option(4000, "--n-per-domain", help="samples per domain"),
     epochs: int = typer.Option(20, "--epochs", help="student epochs"),
     teacher_epochs: int = typer.Option(20, "--teacher-epochs", help="teacher epochs"),
+    mixup: int = typer.Option(0, "--mixup", help="extra mixup rows for the teacher to label (function matching), e.g. 100000"),
 ) -> None:
     """Distil a small student from the suite's large model (optionally prune, quantize, export) and compare them."""
     with _errors_exit_2():  # spawn_command checks every option before it loads or trains anything
         spawn_command(suite=suite, student=student, prune=prune, quantize=quantize, export=export, seed=seed,
                       device=device, n_per_domain=n_per_domain, console=console, epochs=epochs,
-                      teacher_epochs=teacher_epochs)
+                      teacher_epochs=teacher_epochs, mixup=mixup)
 
 
 @contextlib.contextmanager

@@ -114,6 +114,7 @@ def spawn_command(
     teacher_epochs: int = 20,
     temperature: float = 4.0,
     alpha: float = 0.9,
+    mixup: int = 0,
 ) -> list[dict[str, Any]]:
     """Teacher, student from scratch, distilled student (+ pruned / quantized / ONNX), measured side by side.
 
@@ -128,6 +129,8 @@ def spawn_command(
     seed, device, n_per_domain : data and training settings.
     console : rich Console to print to (a new one by default).
     epochs, teacher_epochs, temperature, alpha : training settings.
+    mixup : extra mixup rows of the training and field inputs for the teacher to label
+        (:class:`~crossfeed.spawn.Distiller`'s ``mixup``); 0: the field data alone.
 
     Returns
     -------
@@ -138,7 +141,7 @@ def spawn_command(
     console = console or Console()
     template = _check_options(suite=suite, student=student, prune=prune, export=export, seed=seed, device=device,
                               n_per_domain=n_per_domain, epochs=epochs, teacher_epochs=teacher_epochs,
-                              temperature=temperature, alpha=alpha)
+                              temperature=temperature, alpha=alpha, mixup=mixup)
     data = load_suite(suite, seed=seed, n_per_domain=n_per_domain)
     X, y = data.pooled("train")
     X_val, y_val = data.pooled("val")
@@ -157,8 +160,9 @@ def spawn_command(
                               device=device, random_state=seed).fit(X, y, X_val=X_val, y_val=y_val)
     console.log(f"student {student!r}: from scratch")
     scratch = TorchClassifier(**template.get_params()).fit(X, y, X_val=X_val, y_val=y_val)
-    console.log(f"student {student!r}: distilled (T={temperature}, alpha={alpha}, transfer = field data)")
-    distilled = Distiller(teacher, template, temperature=temperature, alpha=alpha).fit(
+    transfer = "field data" + (f" + {mixup} mixup rows" if mixup else "")
+    console.log(f"student {student!r}: distilled (T={temperature}, alpha={alpha}, transfer = {transfer})")
+    distilled = Distiller(teacher, template, temperature=temperature, alpha=alpha, mixup=mixup).fit(
         X, y, X_val=X_val, y_val=y_val, X_transfer=X_field
     ).student_
     models: list[tuple[str, Any, Any]] = [
@@ -199,7 +203,7 @@ def spawn_command(
 
 def _check_options(
     *, suite: str, student: str, prune: float | None, export: str | Path | None, seed: int, device: str,
-    n_per_domain: int, epochs: int, teacher_epochs: int, temperature: float, alpha: float,
+    n_per_domain: int, epochs: int, teacher_epochs: int, temperature: float, alpha: float, mixup: int = 0,
 ) -> TorchClassifier:
     """Check every option of :func:`spawn_command` before anything is loaded or trained; returns the
     student template. Raises ``UnknownNameError`` / ``ValidationError`` naming the option."""
@@ -220,6 +224,8 @@ def _check_options(
         _check_ratio(prune, "prune")
     check_temperature(temperature)
     check_alpha(alpha)
+    if isinstance(mixup, bool) or not isinstance(mixup, numbers.Integral) or mixup < 0:
+        raise ValidationError(f"mixup must be a whole number of rows >= 0 (0 = none); got {mixup!r}")
     resolve_device(device)  # a typo, or cuda where there is none
     if export is not None:
         folder = Path(export)
