@@ -43,3 +43,11 @@ def test_label_indices_and_bad_input():
         accuracy([0, 1], np.ones((3, 2)))
     with pytest.raises(ValidationError, match="NaN"):
         nll([0], np.array([[np.nan, 1.0]]))
+
+
+def test_spread_is_median_min_max_and_refuses_nothing() -> None:
+    from crossfeed.evaluate import spread
+
+    assert spread([3, 1, 2, 10]) == {"median": 2.5, "min": 1.0, "max": 10.0}
+    with pytest.raises(ValidationError, match="at least one value"):
+        spread([])

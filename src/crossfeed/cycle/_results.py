@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from crossfeed.config import ExperimentConfig, config_from_dict, config_to_dict
+from crossfeed.evaluate import spread
 from crossfeed.feedback import FeedbackReport
 
 __all__ = ["CycleResult", "ExperimentResult", "GenerationResult"]
@@ -132,11 +133,11 @@ class ExperimentResult:
         domains = first.domains
         stack = np.stack([c.large_matrix() for c in self.cycles])  # seeds x generations x domains
         large = {
-            f"gen-{g}": {d: _spread(stack[:, g, j]) for j, d in enumerate(domains)} for g in range(stack.shape[1])
+            f"gen-{g}": {d: spread(stack[:, g, j]) for j, d in enumerate(domains)} for g in range(stack.shape[1])
         }
         served_stack = np.stack([c.served_matrix() for c in self.cycles])
         served = {
-            f"gen-{g}": {d: _spread(served_stack[:, g, j]) for j, d in enumerate(domains)}
+            f"gen-{g}": {d: spread(served_stack[:, g, j]) for j, d in enumerate(domains)}
             for g in range(served_stack.shape[1])
         }
         absorption: dict[str, dict[str, Any]] = {}
@@ -151,7 +152,7 @@ class ExperimentResult:
             "domains": domains,
             "general_domain": first.general_domain,
             "large_accuracy": large,
-            "absorption_last_generation": {s: {d: _spread(v) for d, v in rows.items()} for s, rows in absorption.items()},
+            "absorption_last_generation": {s: {d: spread(v) for d, v in rows.items()} for s, rows in absorption.items()},
             "served_accuracy": served,
             "never_falls": all(bool(np.all(np.diff(c.large_matrix(), axis=0) >= 0)) for c in self.cycles),
             "margin": first.margin,
@@ -167,9 +168,3 @@ class ExperimentResult:
         """Read back :meth:`to_dict` (a run's ``results.json``)."""
         return cls(config_from_dict(data["config"]), [CycleResult.from_dict(c) for c in data["seeds"]], out,
                    data.get("seconds", 0.0))
-
-
-
-def _spread(values: Any) -> dict[str, float]:
-    arr = np.asarray(values, dtype=float)
-    return {"median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max())}

@@ -9,7 +9,7 @@ from crossfeed.evaluate._domains import (
     forgetting,
     prediction_accuracy,
 )
-from crossfeed.evaluate._metrics import accuracy, ece, label_indices, nll, score_all
+from crossfeed.evaluate._metrics import accuracy, ece, label_indices, nll, score_all, spread
 from crossfeed.evaluate._paired import (
     PAIRED_TESTS,
     PairedTest,
@@ -38,5 +38,6 @@ __all__ = [
     "paired_bootstrap",
     "prediction_accuracy",
     "score_all",
+    "spread",
     "wsr_p_value",
 ]

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.config import RLExperimentConfig
+from crossfeed.evaluate import spread
 from crossfeed.exceptions import ValidationError
 
 __all__ = ["run_rl_experiment"]
@@ -72,6 +72,5 @@ def summary(cycles: list[Any]) -> dict[str, dict[str, dict[str, dict[str, float]
                 if g < len(c.generations) and p in c.generations[g].returns:
                     for v, r in c.generations[g].returns[p].items():
                         values.setdefault(v, []).append(float(r))
-            out[f"gen-{g}"][p] = {v: {"median": float(np.median(r)), "min": min(r), "max": max(r)}
-                                  for v, r in values.items()}
+            out[f"gen-{g}"][p] = {v: spread(r) for v, r in values.items()}
     return out
