@@ -138,6 +138,9 @@ class ExpertsConfig:
     leaf refit and fresh-tree mixture meta-learnt across them, then adapted to the domain's own
     training rows; it does not start from the large model, and teaches it through its
     probabilities (distilling strategies such as ``multi_teacher_kd``).
+    ``mixup`` (``distill`` and ``search``): extra mixup rows of the pooled training and the
+    domain's field inputs that the large model labels for each student's distillation
+    (:class:`crossfeed.spawn.Distiller`'s ``mixup``; 0: the field data alone).
     """
 
     method: str = "distill"
@@ -146,6 +149,7 @@ class ExpertsConfig:
     finetune_epochs: int = 10
     temperature: float = 4.0
     alpha: float = 0.9
+    mixup: int = 0
     freeze: str = "none"
     domains: list[str] | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -466,6 +470,12 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"large.optimizer must be 'adamw', 'adam' or 'sgd'; got {config.large.optimizer!r}")
     if config.large.train_on not in ("general", "pooled"):
         raise ValidationError(f"large.train_on must be 'general' or 'pooled'; got {config.large.train_on!r}")
+    if config.experts.mixup < 0:
+        raise ValidationError(f"experts.mixup must be a whole number of rows >= 0 (0: the field data alone); "
+                              f"got {config.experts.mixup!r}")
+    if config.experts.mixup and config.experts.method not in ("distill", "search"):
+        raise ValidationError(f"experts.mixup adds rows to a distillation; experts.method {config.experts.method!r} "
+                              "distils nothing. Set experts.mixup: 0, or experts.method: distill or search")
     if config.large.epochs < 1 or config.experts.epochs < 1:
         raise ValidationError(
             f"large.epochs and experts.epochs must be at least 1; got {config.large.epochs} and {config.experts.epochs}"

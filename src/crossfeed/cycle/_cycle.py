@@ -255,6 +255,8 @@ def run_fingerprint(config: ExperimentConfig, seed: int) -> dict[str, Any]:
         data["experts"].pop("search")  # likewise: only a searching run depends on the search's settings
     if data["experts"]["method"] != "forest":
         data["experts"].pop("forest")
+    if not data["experts"].get("mixup"):
+        data["experts"].pop("mixup", None)  # likewise for runs without mixup rows
     if data["feedback"].get("engine") == "local":
         data["feedback"].pop("engine")  # likewise: the default engine leaves old fingerprints as they were
     return {"config": data, "seed": seed}
@@ -323,7 +325,7 @@ def _train_generation(
     else:
         experts = spawn_experts(large, suite, student=e.student, temperature=e.temperature, alpha=e.alpha,
                                 epochs=e.epochs, finetune_epochs=e.finetune_epochs, freeze=e.freeze,
-                                domains=expert_domains, random_state=spawn_seed)
+                                mixup=e.mixup, domains=expert_domains, random_state=spawn_seed)
     seconds["spawn"] = time.perf_counter() - t0
 
     f = config.feedback
@@ -378,8 +380,8 @@ def _searched_experts(e: ExpertsConfig, suite: DomainSuite, large: TorchClassifi
         best = result.best
         student = space.estimator(best["params"], random_state=seed + i).set_params(epochs=e.epochs)
         experts.update(spawn_experts(large, suite, student=student, temperature=e.temperature, alpha=e.alpha,
-                                     finetune_epochs=e.finetune_epochs, freeze=e.freeze, domains=[name],
-                                     random_state=seed + i))
+                                     finetune_epochs=e.finetune_epochs, freeze=e.freeze, mixup=e.mixup,
+                                     domains=[name], random_state=seed + i))
         searched[name] = {"best": dict(best["params"]), "val_accuracy": best["accuracy"],
                           "flops_per_sample": best["flops_per_sample"], "warm_start": [dict(w) for w in warm],
                           "trials": result.to_dict()["trials"]}

@@ -54,6 +54,7 @@ def spawn_experts(
     finetune_epochs: int = 10,
     freeze: str | Sequence[str] = "none",
     patience: int | None = 3,
+    mixup: int = 0,
     domains: Sequence[str] | None = None,
     random_state: int = 0,
 ) -> dict[str, TorchClassifier]:
@@ -73,6 +74,8 @@ def spawn_experts(
     epochs : distillation epochs (for a student given by name).
     finetune_epochs : fine-tuning epochs (0 skips fine-tuning).
     freeze, patience : fine-tuning settings (see :func:`finetune`).
+    mixup : extra mixup rows of the pooled training and the domain's field inputs that ``large``
+        labels for each distillation (see :class:`Distiller`); 0: the field data alone.
     domains : names of the domains to spawn for; all by default.
     random_state : int; domain ``i`` uses ``random_state + i``.
 
@@ -107,7 +110,7 @@ def spawn_experts(
             template.set_params(random_state=seed)
         X_transfer = domain.X_field if domain.X_field is not None and len(domain.X_field) else None
         logger.info("spawn: distilling a %s student for domain %r", template.module, name)
-        distilled = Distiller(large, template, temperature=temperature, alpha=alpha).fit(
+        distilled = Distiller(large, template, temperature=temperature, alpha=alpha, mixup=mixup).fit(
             X_pool, y_pool, X_val=X_pool_val, y_val=y_pool_val, X_transfer=X_transfer
         ).student_
         if finetune_epochs > 0:
