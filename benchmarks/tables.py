@@ -11,6 +11,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -666,6 +668,11 @@ def nas_tabular(suite: str = "mnist1d") -> str:
         ties = f"{st['tied_with_best']['median']:.0f}" if st else ""
         alike = _cut(st["mean_spearman_to_others"]["median"], 2) if st else ""
         lines.append(f"| {name} | {ties} | {alike} | " + " | ".join(cells) + " |")
+    cold = np.array([p["cold_trials_to_best"] for p in data["pairs"]])
+    found = np.mean([p["cold_best"] >= p["table_best"] for p in data["pairs"]])
+    q1, q3 = np.percentile(cold, [25, 75])
+    lines += ["", f"Cold searches: trials to their best, median {np.median(cold):g} [quartiles {q1:g}, {q3:g}] of "
+              f"{data['trials']}; {_cut(100 * found, 1)}% of them find the best configuration of the whole table."]
     return "\n".join(lines)
 
 
