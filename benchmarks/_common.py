@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -62,6 +63,12 @@ def summary(values: list[float]) -> dict[str, float]:
     """Median with the spread (min, max) over seeds."""
     arr = np.asarray(values, dtype=float)
     return {"median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
+
+
+def cut(x: float, digits: int = 1) -> str:
+    """``x`` cut toward minus infinity at ``digits`` decimals: a published figure is never rounded up."""
+    f = 10**digits
+    return f"{math.floor(f * x + 1e-9) / f:.{digits}f}"
 
 
 def write(name: str, payload: dict[str, Any]) -> Path:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import machine, summary, write
+from _common import cut, machine, summary, write
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from crossfeed.combine import Cascade, Router, candidate_thresholds, cascade_outcomes
@@ -395,8 +395,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _fmt(s: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> str:
     if not s:
         return "-"
-    m, lo, hi = (scale * s[k] for k in ("median", "min", "max"))
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    m, lo, hi = (cut(scale * s[k], digits) for k in ("median", "min", "max"))
+    return f"{m} [{lo}, {hi}]"
 
 
 def markdown(suite: str, agg: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import cut as _cut
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -192,12 +193,6 @@ def cycle_served(names: tuple[str, ...] = ("merge", "fashion", "amazon", "moviel
             f"{'on' if g['route'] else 'off'}, advance {g['advance']!r}. Medians [min, max] over seeds; "
             f"{m['cpu']}, one thread per run ({'; '.join(notes)}).")
     return head + "\n\n" + "\n".join(lines)
-
-
-def _cut(x: float, digits: int = 1) -> str:
-    """A return cut toward minus infinity at ``digits`` decimals (never rounded up)."""
-    f = 10**digits
-    return f"{math.floor(f * x + 1e-9) / f:.{digits}f}"
 
 
 def _span(s: dict, scale: float = 1.0, digits: int = 1) -> str:
