@@ -45,7 +45,7 @@ def test_mixup_is_checked_when_the_config_loads_and_stays_out_of_other_runs_fing
     def with_experts(**changes):
         return {**TINY, "experts": {**TINY["experts"], **changes}}
 
-    with pytest.raises(ValidationError, match="experts.mixup must be a whole number of rows >= 0"):
+    with pytest.raises(ValidationError, match="experts.mixup must be a whole number of extra rows >= 0"):
         config_from_dict(with_experts(mixup=-1))
     with pytest.raises(ValidationError, match="experts.mixup: expected an integer"):
         config_from_dict(with_experts(mixup=2.5))

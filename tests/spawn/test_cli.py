@@ -61,7 +61,7 @@ def test_spawn_command_checks_every_option_before_training(monkeypatch) -> None:
         ({"prune": "half"}, ValidationError, r"prune must be a number in \[0, 1\)"),
         ({"temperature": 0.0}, ValidationError, "temperature must be a positive finite number"),
         ({"alpha": 1.5}, ValidationError, r"alpha must be in \[0, 1\]"),
-        ({"mixup": -5}, ValidationError, "mixup must be a whole number of rows >= 0"),
+        ({"mixup": -5}, ValidationError, "--mixup must be a whole number of extra rows >= 0"),
         ({"epochs": 2.5}, ValidationError, "epochs must be a positive integer; got 2.5"),
         ({"suite": "mnist1d", "n_per_domain": True}, ValidationError, "n_per_domain must be a positive integer"),
         ({"student": "cnn1d:small", "n_per_domain": 200, "seed": "zero"}, ValidationError, "seed must be an integer"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
@@ -59,19 +59,50 @@ def test_mixup_rows_beat_the_same_distillation_without_them(teacher, few_labels,
     assert float(np.median(mixed) - np.median(plain)) > 0.2, (plain, mixed)  # about 0.3 -> 0.65 here
 
 
-def test_mixup_pool_is_seeded_and_reaches_sklearn_students(teacher, few_labels, pooled) -> None:  # type: ignore[no-untyped-def]
+class _Recording(ClassifierMixin, BaseEstimator):
+    """A fitted teacher that remembers every input it was asked to label."""
+
+    def __init__(self, teacher) -> None:  # type: ignore[no-untyped-def]
+        self.teacher, self.classes_, self.seen = teacher, teacher.classes_, []
+
+    def fit(self, X, y):  # type: ignore[no-untyped-def]  # never called: makes it an estimator to sklearn's checks
+        raise AssertionError("the Distiller must not refit its teacher")
+
+    def predict_proba(self, X):  # type: ignore[no-untyped-def]
+        self.seen.append(np.array(X))
+        return self.teacher.predict_proba(X)
+
+
+def test_mixup_pool_is_seeded_and_reaches_sklearn_students(teacher, few_labels) -> None:  # type: ignore[no-untyped-def]
     X, y = few_labels["X"], few_labels["y"]
-    student = _tiny(0).set_params(epochs=2)
-    a = Distiller(teacher, student, mixup=200, random_state=5).fit(X, y).predict_proba(pooled["X_test"])
-    b = Distiller(teacher, student, mixup=200, random_state=5).fit(X, y).predict_proba(pooled["X_test"])
-    c = Distiller(teacher, student, mixup=200, random_state=6).fit(X, y).predict_proba(pooled["X_test"])
-    np.testing.assert_array_equal(a, b)
-    assert np.abs(a - c).max() > 1e-3
-    # a student without gradients learns the teacher's labels on the mixup rows too
+
+    def pool(student, **kwargs):  # type: ignore[no-untyped-def]
+        recording = _Recording(teacher)
+        Distiller(recording, student, mixup=200, **kwargs).fit(X, y)
+        (labelled,) = recording.seen  # the teacher labels the training and mixup rows once
+        assert labelled.shape == (len(X) + 200, X.shape[1])
+        np.testing.assert_array_equal(labelled[: len(X)], X)
+        return labelled[len(X):]
+
     tree = DecisionTreeClassifier(random_state=0)
+    np.testing.assert_array_equal(pool(tree, random_state=5), pool(tree, random_state=5))
+    assert np.abs(pool(tree, random_state=5) - pool(tree, random_state=6)).max() > 0.1
+    # without its own seed the Distiller draws the pool from the student's
+    assert np.abs(pool(DecisionTreeClassifier(random_state=5)) - pool(DecisionTreeClassifier(random_state=6))).max() > 0.1
+    np.testing.assert_array_equal(pool(DecisionTreeClassifier(random_state=5)), pool(tree, random_state=5))
+    # a student without gradients learns the teacher's labels on the mixup rows too
     plain = Distiller(teacher, tree).fit(X, y)
     mixed = Distiller(teacher, tree, mixup=2000, random_state=0).fit(X, y)
     assert mixed.student_.tree_.node_count > plain.student_.tree_.node_count
+
+
+def test_mixup_refuses_inputs_with_nothing_to_interpolate(teacher) -> None:  # type: ignore[no-untyped-def]
+    ids = np.random.default_rng(0).integers(0, 50, size=(60, 40)).astype(np.float32)  # word ids, say
+    labels = np.arange(60) % 10
+    with pytest.raises(ValidationError, match="every column of the training and transfer rows holds whole numbers"):
+        Distiller(teacher, DecisionTreeClassifier(), mixup=100).fit(ids, labels)
+    Distiller(teacher, DecisionTreeClassifier(), mixup=0).fit(ids, labels)  # without mixup: fine
+    Distiller(teacher, DecisionTreeClassifier(), mixup=100, mixup_alpha=np.float32(0.5)).fit(ids + 0.5, labels)
 
 
 def test_alpha_zero_is_plain_training(teacher, few_labels, pooled) -> None:  # type: ignore[no-untyped-def]
@@ -140,7 +171,7 @@ def test_label_mismatch_raises(teacher, few_labels) -> None:  # type: ignore[no-
     ("alpha", 1.5, "alpha"), ("alpha", -0.1, "alpha"), ("hint_weight", -1.0, "hint_weight"),
     ("hints", "features.0", "pairs"), ("hints", [("a", "b", "c")], "pair"),
     ("mixup", -1, "mixup"), ("mixup", 2.5, "mixup"), ("mixup", True, "mixup"),
-    ("mixup_alpha", 0.0, "mixup_alpha"), ("mixup_alpha", float("nan"), "mixup_alpha"),
+    ("mixup_alpha", 0.0, "mixup alpha"), ("mixup_alpha", float("nan"), "mixup alpha"),
 ])
 def test_bad_parameters_raise(teacher, few_labels, param, value, match) -> None:  # type: ignore[no-untyped-def]
     d = Distiller(teacher, _tiny(0).set_params(epochs=1), **{param: value})

@@ -35,6 +35,7 @@ import yaml
 
 from crossfeed._cache import atomic_write_bytes
 from crossfeed.data import SUITES, check_suite_kwargs
+from crossfeed.distill import check_mixup
 from crossfeed.exceptions import UnknownNameError, ValidationError, missing_dependency
 from crossfeed.feedback import STRATEGIES, FedAvg, RoundsStrategy
 from crossfeed.models import ARCHITECTURES
@@ -470,9 +471,7 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ValidationError(f"large.optimizer must be 'adamw', 'adam' or 'sgd'; got {config.large.optimizer!r}")
     if config.large.train_on not in ("general", "pooled"):
         raise ValidationError(f"large.train_on must be 'general' or 'pooled'; got {config.large.train_on!r}")
-    if config.experts.mixup < 0:
-        raise ValidationError(f"experts.mixup must be a whole number of rows >= 0 (0: the field data alone); "
-                              f"got {config.experts.mixup!r}")
+    check_mixup(config.experts.mixup, name="experts.mixup")
     if config.experts.mixup and config.experts.method not in ("distill", "search"):
         raise ValidationError(f"experts.mixup adds rows to a distillation; experts.method {config.experts.method!r} "
                               "distils nothing. Set experts.mixup: 0, or experts.method: distill or search")

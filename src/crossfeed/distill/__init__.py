@@ -8,7 +8,7 @@ teaching the large model back).
 - :func:`check_temperature`, :func:`check_alpha`, :func:`check_hint_weight`,
   :func:`check_hint_pairs`: the checks every user of the kit shares.
 - :class:`FeatureCapture`, :func:`find_layer`: forward hooks that read a named layer's output.
-- :func:`mixup_rows`, :func:`discrete_columns`: extra inputs for a teacher to label (convex
+- :func:`mixup_rows`, :func:`discrete_columns`, :func:`check_mixup`: extra inputs for a teacher to label (convex
   combinations of pairs of rows; id and one-hot columns are not interpolated).
 """
 
@@ -20,7 +20,7 @@ from crossfeed.distill._hook import (
     teacher_logits,
 )
 from crossfeed.distill._kd import check_temperature, hint_loss, kd_loss, soft_targets
-from crossfeed.distill._mixup import discrete_columns, mixup_rows
+from crossfeed.distill._mixup import check_mixup, discrete_columns, mixup_rows
 
 __all__ = [
     "DistillationHook",
@@ -28,6 +28,7 @@ __all__ = [
     "check_alpha",
     "check_hint_pairs",
     "check_hint_weight",
+    "check_mixup",
     "check_temperature",
     "discrete_columns",
     "find_layer",

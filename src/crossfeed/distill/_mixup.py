@@ -13,12 +13,34 @@ shown many more inputs than were collected: each a convex combination of two rea
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from crossfeed.exceptions import ValidationError
 
-__all__ = ["discrete_columns", "mixup_rows"]
+__all__ = ["check_mixup", "discrete_columns", "mixup_rows"]
+
+
+def check_mixup(n: object, alpha: object = 1.0, *, name: str = "mixup") -> int:
+    """``n`` as an int after checking it is a whole number of rows >= 0, and ``alpha`` a positive finite number.
+
+    ``name`` is how the caller spells the option (``"--mixup"``, ``"experts.mixup"``) in the message.
+
+    Example
+    -------
+    >>> check_mixup(20000)
+    20000
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValidationError(
+            f"{name} must be a whole number of extra rows >= 0 (0 = none); got {n!r}. For example "
+            f"{name}=20000 adds 20,000 mixup rows for the teacher to label"
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (math.isfinite(alpha) and alpha > 0):
+        raise ValidationError(f"the mixup alpha must be a positive finite number (lam ~ Beta(alpha, alpha); "
+                              f"1.0 = uniform); got {alpha!r}")
+    return int(n)
 
 
 def discrete_columns(X: np.ndarray) -> np.ndarray:

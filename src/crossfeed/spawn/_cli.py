@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossfeed.data import DomainSuite, check_suite_kwargs, load_suite
-from crossfeed.distill import check_alpha, check_temperature
+from crossfeed.distill import check_alpha, check_mixup, check_temperature
 from crossfeed.evaluate import prediction_accuracy
 from crossfeed.exceptions import ValidationError
 from crossfeed.models import (
@@ -224,8 +224,7 @@ def _check_options(
         _check_ratio(prune, "prune")
     check_temperature(temperature)
     check_alpha(alpha)
-    if isinstance(mixup, bool) or not isinstance(mixup, numbers.Integral) or mixup < 0:
-        raise ValidationError(f"mixup must be a whole number of rows >= 0 (0 = none); got {mixup!r}")
+    check_mixup(mixup, name="--mixup")
     resolve_device(device)  # a typo, or cuda where there is none
     if export is not None:
         folder = Path(export)

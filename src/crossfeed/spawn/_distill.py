@@ -27,7 +27,9 @@ from crossfeed.distill import (
     check_alpha,
     check_hint_pairs,
     check_hint_weight,
+    check_mixup,
     check_temperature,
+    discrete_columns,
     find_layer,
     mixup_rows,
     teacher_logits,
@@ -76,7 +78,9 @@ class Distiller(ClassifierMixin, BaseEstimator):
         added to the transfer data: the student matches the teacher's function between the
         collected inputs, not only on them (function matching on mixup views, Beyer et al. 2022,
         arXiv 2106.05237; MixKD, Liang et al. 2021, arXiv 2011.00593). The pool is drawn once,
-        seeded by ``random_state`` (else the student's), and labelled by the teacher once.
+        seeded by ``random_state`` (else the student's integer ``random_state``; with neither, a
+        fresh draw each fit, as scikit-learn's ``None``), and labelled by the teacher once.
+        Refused when every input column holds whole numbers (ids, counts: nothing to interpolate).
     mixup_alpha : float > 0, default 1.0 (``lam`` uniform).
     random_state : int, optional; overrides the student's ``random_state`` when given.
 
@@ -150,7 +154,7 @@ class Distiller(ClassifierMixin, BaseEstimator):
         alpha = check_alpha(self.alpha)
         check_hint_weight(self.hint_weight)
         hints = check_hint_pairs(self.hints)
-        n_mixup = self._check_mixup()
+        n_mixup = check_mixup(self.mixup, self.mixup_alpha)
         teacher = self._check_teacher()
         X = check_features(X)
         X = X.reshape(len(X), -1)
@@ -173,6 +177,13 @@ class Distiller(ClassifierMixin, BaseEstimator):
 
         if n_mixup:
             pool = X if Xtr is None else np.concatenate([X, Xtr])
+            if discrete_columns(pool).all():
+                raise ValidationError(
+                    "mixup interpolates continuous inputs, but every column of the training and transfer rows "
+                    "holds whole numbers (ids, counts or flags, as in the amazon and movielens suites), where a "
+                    "mixup row is only a copy of a real one. Set mixup=0, or distil on continuous features "
+                    "(e.g. sentence embeddings)"
+                )
             extra = mixup_rows(pool, n_mixup, np.random.default_rng(self._seed()), self.mixup_alpha)
             Xtr = extra if Xtr is None else np.concatenate([Xtr, extra])
 
@@ -220,18 +231,6 @@ class Distiller(ClassifierMixin, BaseEstimator):
                 "is and never fits it: fit it first"
             )
         return teacher
-
-    def _check_mixup(self) -> int:
-        n = self.mixup
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValidationError(
-                f"mixup must be a whole number of extra rows >= 0 (0 = none); got {n!r}. "
-                "For example mixup=20000 adds 20,000 mixup rows for the teacher to label"
-            )
-        a = self.mixup_alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (np.isfinite(a) and a > 0):
-            raise ValidationError(f"mixup_alpha must be a positive finite number (Beta(a, a) of lam); got {a!r}")
-        return int(n)
 
     def _seed(self) -> int | None:
         seed = self.random_state
