@@ -65,10 +65,21 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": float(np.median(arr)), "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
 
 
-def cut(x: float, digits: int = 1) -> str:
-    """``x`` cut toward minus infinity at ``digits`` decimals: a published figure is never rounded up."""
+def cut(x: float, digits: int = 1, *, lower_is_better: bool = False) -> str:
+    """``x`` at ``digits`` decimals, never rounded to look better than it is.
+
+    Cut toward minus infinity (an accuracy, a speed-up), or toward plus infinity with
+    ``lower_is_better`` (a cost, a violation rate).
+    """
     f = 10**digits
-    return f"{math.floor(f * x + 1e-9) / f:.{digits}f}"
+    v = math.ceil(f * x - 1e-9) if lower_is_better else math.floor(f * x + 1e-9)
+    return f"{v / f:.{digits}f}"
+
+
+def span(s: dict[str, float], scale: float = 1.0, digits: int = 1, *, lower_is_better: bool = False) -> str:
+    """``median [min, max]`` of a :func:`summary`, each times ``scale`` and :func:`cut` to ``digits``."""
+    m, lo, hi = (cut(scale * s[k], digits, lower_is_better=lower_is_better) for k in ("median", "min", "max"))
+    return f"{m} [{lo}, {hi}]"
 
 
 def write(name: str, payload: dict[str, Any]) -> Path:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import cut, machine, summary, write
+from _common import machine, span, summary, write
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from crossfeed.combine import Cascade, Router, candidate_thresholds, cascade_outcomes
@@ -392,11 +392,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"methods": table("methods"), "students": table("students"), "resplits": table("resplits")}
 
 
-def _fmt(s: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> str:
-    if not s:
-        return "-"
-    m, lo, hi = (cut(scale * s[k], digits) for k in ("median", "min", "max"))
-    return f"{m} [{lo}, {hi}]"
+def _fmt(s: dict[str, float] | None, scale: float = 1.0, digits: int = 2, *, cost: bool = False) -> str:
+    """``median [min, max]`` cut, never rounded to look better: up for a ``cost`` (lower is better)."""
+    return span(s, scale, digits, lower_is_better=cost) if s else "-"
 
 
 def markdown(suite: str, agg: dict[str, Any]) -> str:
@@ -404,22 +402,24 @@ def markdown(suite: str, agg: dict[str, Any]) -> str:
              "latency fraction b1 / b256 (served) | oracle FLOPs fraction | within 0.1 point |", "|---" * 7 + "|"]
     for name, r in agg["methods"].items():
         lines.append(
-            f"| {name} | {_fmt(r.get('gap_points'))} | {_fmt(r.get('flops_fraction'), digits=3)} | "
-            f"{_fmt(r.get('large_call_rate'), 100, 1)}% | {_fmt(r.get('latency_fraction_b1'))} / "
-            f"{_fmt(r.get('latency_fraction_b256'))} | {_fmt(r.get('oracle_flops_fraction'), digits=3)} | "
-            f"{r.get('within_0.1pt', '-')} |")
+            f"| {name} | {_fmt(r.get('gap_points'))} | {_fmt(r.get('flops_fraction'), digits=3, cost=True)} | "
+            f"{_fmt(r.get('large_call_rate'), 100, 1, cost=True)}% | {_fmt(r.get('latency_fraction_b1'), cost=True)} / "
+            f"{_fmt(r.get('latency_fraction_b256'), cost=True)} | "
+            f"{_fmt(r.get('oracle_flops_fraction'), digits=3, cost=True)} | {r.get('within_0.1pt', '-')} |")
     lines += ["", "| model | retention % | params share % | speed-up b1 onnx / int8 / torch | int8 vs float b1 / b256 |",
               "|---" * 5 + "|"]
     for name, s in agg["students"].items():
         lines.append(
-            f"| {name} | {_fmt(s['retention'], 100, 1)} | {_fmt(s['param_share'], 100, 1)} | "
+            f"| {name} | {_fmt(s['retention'], 100, 1)} | {_fmt(s['param_share'], 100, 1, cost=True)} | "
             f"{_fmt(s['speedup_onnx_b1'])} / {_fmt(s['speedup_int8_b1'])} / {_fmt(s['speedup_torch_b1'])} | "
             f"{_fmt(s['int8_vs_float_b1'])} / {_fmt(s['int8_vs_float_b256'])} |")
     lines += ["", "| re-split study | violation rate (promised <= delta) | drop > 0.1 point | median drop (points) | "
               "median FLOPs fraction |", "|---" * 5 + "|"]
     for name, r in agg["resplits"].items():
-        lines.append(f"| {name} | {_fmt(r.get('violation_rate'), digits=3)} | {_fmt(r.get('violation_rate_0.1pt'), digits=3)} | "
-                     f"{_fmt(r.get('drop_median'), 100)} | {_fmt(r.get('flops_fraction_median'), digits=3)} |")
+        lines.append(f"| {name} | {_fmt(r.get('violation_rate'), digits=3, cost=True)} | "
+                     f"{_fmt(r.get('violation_rate_0.1pt'), digits=3, cost=True)} | "
+                     f"{_fmt(r.get('drop_median'), 100, cost=True)} | "
+                     f"{_fmt(r.get('flops_fraction_median'), digits=3, cost=True)} |")
     return "\n".join(lines)
 
 

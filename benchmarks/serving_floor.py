@@ -8,7 +8,9 @@ nodes ``2k + 2``) exported to ONNX and run through ``crossfeed.serving.OnnxModel
 interleaved with the serving benchmark's members (same architectures, briefly fitted on random
 data); beside each, in the same rounds, ONNX Runtime's own bound run of one row (``run_with_iobinding``
 on bound buffers: no input check, no copies), the part of the call no Python wrapper can remove.
-A least-squares line ``latency = floor + per_node * nodes`` over the chains separates the
+Every pass builds fresh sessions (``--passes``, default 5; the figures are median [min, max]
+over passes, which vary more between processes than within one). A least-squares line
+``latency = floor + per_node * nodes`` over the chains separates the
 call's fixed cost from each node's; with it, the largest graph that can run 5x faster than the
 large model is ``(large latency / 5 - floor) / per_node`` nodes.
 
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from _common import START_COMMIT, cut, machine, summary, write
+from _common import START_COMMIT, machine, span, summary, write
 from serving import SUITES
 
 from crossfeed.models import TorchClassifier, flops_per_sample, measure_latency
@@ -131,15 +133,11 @@ def main() -> None:
           "| model | ONNX nodes | FLOPs per sample | latency b1 (us) | ONNX Runtime's bound run (us) |\n"
           "|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['nodes']} | {r['flops']:.0f} | {span(r['latency_b1_us'])} | {span(r['ort_run_b1_us'])} |")
-    print(f"\nserved: floor {span(fit['floor_us'])} us + {span(fit['per_node_us'])} us per node (largest residual "
-          f"{span(fit['max_residual_us'])} us); bound run: floor {span(bound_fit['floor_us'])} us + "
-          f"{span(bound_fit['per_node_us'])} us per node; 5x faster than the large model leaves "
-          f"{span(fit['budget_5x_us'])} us: at most {span(fit['max_nodes_5x'], 1)} nodes served. Wrote {path}")
-
-
-def span(s: dict[str, float], digits: int = 2) -> str:
-    return f"{cut(s['median'], digits)} [{cut(s['min'], digits)}, {cut(s['max'], digits)}]"
+        print(f"| {name} | {r['nodes']} | {r['flops']:.0f} | {span(r['latency_b1_us'], digits=2)} | {span(r['ort_run_b1_us'], digits=2)} |")
+    print(f"\nserved: floor {span(fit['floor_us'], digits=2)} us + {span(fit['per_node_us'], digits=2)} us per node (largest residual "
+          f"{span(fit['max_residual_us'], digits=2)} us); bound run: floor {span(bound_fit['floor_us'], digits=2)} us + "
+          f"{span(bound_fit['per_node_us'], digits=2)} us per node; 5x faster than the large model leaves "
+          f"{span(fit['budget_5x_us'], digits=2)} us: at most {span(fit['max_nodes_5x'])} nodes served. Wrote {path}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import cut as _cut
+from _common import span as _span
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -193,11 +194,6 @@ def cycle_served(names: tuple[str, ...] = ("merge", "fashion", "amazon", "moviel
             f"{'on' if g['route'] else 'off'}, advance {g['advance']!r}. Medians [min, max] over seeds; "
             f"{m['cpu']}, one thread per run ({'; '.join(notes)}).")
     return head + "\n\n" + "\n".join(lines)
-
-
-def _span(s: dict, scale: float = 1.0, digits: int = 1) -> str:
-    """``median [min, max]`` of a summary, each times ``scale``, cut (never rounded up) to ``digits``."""
-    return f"{_cut(scale * s['median'], digits)} [{_cut(scale * s['min'], digits)}, {_cut(scale * s['max'], digits)}]"
 
 
 def _ret(s: dict) -> str:
