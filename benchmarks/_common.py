@@ -53,6 +53,8 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        # the vector instructions torch's kernels use: float results can differ between AVX2 and AVX512 hosts
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__,
         "numpy": np.__version__, "commit": START_COMMIT,
