@@ -110,3 +110,21 @@ def test_top_up_fields_per_domain_and_seeded():
     again = top_up_fields(400, fields, 0.5, "mixup", seed=0)
     assert all(np.array_equal(out[n], again[n]) for n in out)
     assert {n: len(v) for n, v in top_up_fields(400, fields, 0.0, "mixup", seed=0).items()} == {"a": 5, "b": 300}
+
+
+def test_mixup_top_up_of_whole_number_rows_says_it_only_copies(caplog, monkeypatch):
+    import crossfeed.feedback._field as field
+
+    monkeypatch.setattr(field, "_said_mixup_copies", False)
+    ids = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with caplog.at_level("WARNING", logger="crossfeed.feedback._field"):
+        out = augment_field(ids, 10, "mixup", np.random.default_rng(0))
+        augment_field(ids, 10, "mixup", np.random.default_rng(1))
+    assert {tuple(row) for row in out} <= {tuple(row) for row in ids}  # copies, nothing in between
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "copies a real one" in caplog.records[0].getMessage()
+    caplog.clear()
+    monkeypatch.setattr(field, "_said_mixup_copies", False)
+    with caplog.at_level("WARNING", logger="crossfeed.feedback._field"):
+        augment_field(ids + 0.5, 10, "mixup", np.random.default_rng(0))  # continuous: nothing to say
+    assert not caplog.records

@@ -19,6 +19,7 @@ No model, no loop: each function takes arrays and returns arrays.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
@@ -31,6 +32,9 @@ __all__ = ["AUGMENTS", "augment_field", "discrete_columns", "mixup_rows", "top_u
 
 #: How extra field rows are made: mixup of pairs of rows, or copies of rows.
 AUGMENTS = ("mixup", "repeat")
+
+logger = logging.getLogger(__name__)
+_said_mixup_copies = False  # the warning below, once per process
 
 
 def top_up_sizes(n_general: int, field_sizes: Sequence[int], share: float, n_domains: int | None = None) -> list[int]:
@@ -101,6 +105,12 @@ def augment_field(X: np.ndarray, size: int, how: str, rng: np.random.Generator, 
     if extra == 0:
         return X
     if how == "mixup":
+        global _said_mixup_copies
+        if not _said_mixup_copies and discrete_columns(X).all():
+            _said_mixup_copies = True
+            logger.warning("field top-up by mixup: every column of the field rows holds whole numbers (ids, counts), "
+                           "which mixup does not interpolate, so each extra row copies a real one (as "
+                           "field_augment: repeat would, drawn differently)")
         new = mixup_rows(X, extra, rng, alpha)
     else:
         whole, rest = divmod(extra, len(X))
