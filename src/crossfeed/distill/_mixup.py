@@ -86,10 +86,7 @@ def mixup_rows(X: np.ndarray, n: int, rng: np.random.Generator, alpha: float = 1
     X = _rows(X)
     if len(X) == 0:
         raise ValidationError("mixup needs at least one row to combine; got none")
-    if n < 0:
-        raise ValidationError(f"n must be >= 0; got {n}")
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValidationError(f"alpha must be a positive finite number (the Beta distribution of lam); got {alpha!r}")
+    n = check_mixup(n, alpha, name="n")
     i, j = rng.integers(0, len(X), n), rng.integers(0, len(X), n)
     lam = rng.beta(alpha, alpha, n).astype(np.float32)[:, None]
     out = lam * X[i] + (1.0 - lam) * X[j]
